@@ -1,0 +1,253 @@
+package messages
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Request is a parsed, valid request to cancel one job.
+type Request struct {
+	// Kind is taken from the subject the request arrived on.
+	Kind Kind
+	// ID is the job id exactly as the producer gave it.
+	ID string
+	// RequestID is echoed in every result for this request.
+	RequestID string
+	// Follow asks the worker to follow the job to its end (contract §6).
+	Follow bool
+	// Traceparent is the W3C trace context, if the request carried one.
+	Traceparent string
+	// ReplyTo is the Cckm-Reply-To header, if any.
+	ReplyTo string
+}
+
+// CanonicalID is the job id in lower case, the form used in URLs.
+func (r Request) CanonicalID() string { return strings.ToLower(r.ID) }
+
+// RequestError says why a payload is not a valid request. ParseRequest
+// returns it together with what could be read of the request, so that a
+// rejected result can still echo the id and request_id.
+type RequestError struct {
+	Reason string
+}
+
+func (e *RequestError) Error() string { return "invalid request: " + e.Reason }
+
+// Header is the read side of nats.Header and http.Header. Lookups ignore
+// the case of the name, because producers spell headers many ways.
+type Header map[string][]string
+
+// Get returns the first value of the named header, ignoring case.
+func (h Header) Get(name string) string {
+	if v, ok := h[name]; ok && len(v) > 0 {
+		return v[0]
+	}
+	for k, v := range h {
+		if len(v) > 0 && strings.EqualFold(k, name) {
+			return v[0]
+		}
+	}
+	return ""
+}
+
+// Limits on what a request may carry.
+const (
+	// MaxRequestIDLength bounds request_id, which travels in headers.
+	MaxRequestIDLength = 256
+	// maxEchoedIDLength bounds an invalid id that a rejected result echoes.
+	maxEchoedIDLength = 128
+)
+
+// jsonRequest is the JSON form of a request. Fields are raw so that a value
+// of the wrong type gets a clear error of its own.
+type jsonRequest struct {
+	ID        json.RawMessage `json:"id"`
+	RequestID json.RawMessage `json:"request_id"`
+	Follow    json.RawMessage `json:"follow"`
+}
+
+// ParseRequest turns a payload and its headers into a Request for kind. The
+// payload is a JSON object {"id": ..., "request_id": ..., "follow": ...}
+// (unknown fields ignored) or the bare id as text (surrounding white space
+// ignored). request_id is the payload's, else the Nats-Msg-Id header, else a
+// new one.
+//
+// On a bad payload it returns a *RequestError and a Request holding what
+// could be read: the kind, the id as given where there was one (empty when
+// the payload could not be parsed), and always a request_id.
+func ParseRequest(kind Kind, payload []byte, header Header) (Request, error) {
+	req := Request{
+		Kind:        kind,
+		Traceparent: header.Get(HeaderTraceparent),
+		ReplyTo:     header.Get(HeaderReplyTo),
+	}
+	payloadRequestID, err := parsePayload(&req, payload)
+	req.RequestID = chooseRequestID(payloadRequestID, header.Get(HeaderMsgID))
+	if err != nil {
+		return req, err
+	}
+	if !kind.Valid() {
+		return req, &RequestError{Reason: fmt.Sprintf("unknown kind %q", kind)}
+	}
+	if !ValidRequestID(payloadRequestID) && payloadRequestID != "" {
+		return req, &RequestError{Reason: fmt.Sprintf(
+			"request_id must be 1 to %d printable characters", MaxRequestIDLength)}
+	}
+	if !IsUUID(req.ID) {
+		return req, &RequestError{Reason: fmt.Sprintf(
+			"id %q is not a UUID (8-4-4-4-12 hexadecimal digits)", req.ID)}
+	}
+	return req, nil
+}
+
+// parsePayload fills req.ID and req.Follow from payload and returns the
+// payload's request_id, unchecked.
+func parsePayload(req *Request, payload []byte) (string, error) {
+	trimmed := bytes.TrimSpace(payload)
+	switch {
+	case len(trimmed) == 0:
+		return "", &RequestError{Reason: "empty payload: send a job id or {\"id\": \"<uuid>\"}"}
+	case trimmed[0] == '{':
+		return parseJSONPayload(req, trimmed)
+	case trimmed[0] == '"':
+		var id string
+		if err := json.Unmarshal(trimmed, &id); err != nil {
+			return "", &RequestError{Reason: "payload is not valid JSON: " + jsonReason(err)}
+		}
+		req.ID = echoable(id)
+		return "", nil
+	default:
+		req.ID = echoable(string(trimmed))
+		if req.ID == "" {
+			return "", &RequestError{Reason: "payload is neither a JSON object nor a job id"}
+		}
+		return "", nil
+	}
+}
+
+func parseJSONPayload(req *Request, payload []byte) (string, error) {
+	var body jsonRequest
+	if err := json.Unmarshal(payload, &body); err != nil {
+		return "", &RequestError{Reason: "payload is not valid JSON: " + jsonReason(err)}
+	}
+	var requestID string
+	if isPresent(body.RequestID) {
+		if err := json.Unmarshal(body.RequestID, &requestID); err != nil {
+			return "", &RequestError{Reason: "request_id must be a string"}
+		}
+	}
+	if isPresent(body.Follow) {
+		if err := json.Unmarshal(body.Follow, &req.Follow); err != nil {
+			return requestID, &RequestError{Reason: "follow must be true or false"}
+		}
+	}
+	if !isPresent(body.ID) {
+		return requestID, &RequestError{Reason: "missing field \"id\""}
+	}
+	var id string
+	if err := json.Unmarshal(body.ID, &id); err != nil {
+		return requestID, &RequestError{Reason: "id must be a string"}
+	}
+	req.ID = echoable(id)
+	return requestID, nil
+}
+
+// isPresent reports whether a raw JSON field was given and is not null.
+func isPresent(raw json.RawMessage) bool {
+	return len(raw) > 0 && string(raw) != "null"
+}
+
+// jsonReason shortens a decoding error to its cause.
+func jsonReason(err error) string {
+	var syntax *json.SyntaxError
+	if errors.As(err, &syntax) {
+		return fmt.Sprintf("%s at byte %d", syntax.Error(), syntax.Offset)
+	}
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) {
+		return "expected a JSON object"
+	}
+	return err.Error()
+}
+
+// echoable returns id if it is short, valid UTF-8 without control
+// characters, so that a result may repeat it; otherwise "".
+func echoable(id string) string {
+	if len(id) > maxEchoedIDLength || !utf8.ValidString(id) {
+		return ""
+	}
+	for _, r := range id {
+		if unicode.IsControl(r) {
+			return ""
+		}
+	}
+	return id
+}
+
+// chooseRequestID applies contract §1's order: the payload's request_id,
+// else the Nats-Msg-Id header, else a new one. A value that could not travel
+// in a header is passed over.
+func chooseRequestID(fromPayload, fromHeader string) string {
+	if ValidRequestID(fromPayload) {
+		return fromPayload
+	}
+	if ValidRequestID(fromHeader) {
+		return fromHeader
+	}
+	return NewRequestID()
+}
+
+// ValidRequestID reports whether s can serve as a request_id: 1 to
+// MaxRequestIDLength printable characters, no white space at either end.
+func ValidRequestID(s string) bool {
+	if s == "" || len(s) > MaxRequestIDLength || !utf8.ValidString(s) || strings.TrimSpace(s) != s {
+		return false
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// IsUUID reports whether s is a UUID in its 8-4-4-4-12 hexadecimal form,
+// in either case.
+func IsUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !isHex(c) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool {
+	return ('0' <= c && c <= '9') || ('a' <= c && c <= 'f') || ('A' <= c && c <= 'F')
+}
+
+// NewRequestID returns a random version 4 UUID.
+func NewRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms.
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
