@@ -32,8 +32,6 @@ const (
 	SubjectResults = SubjectPrefix + "*.result"
 	// SubjectSettled matches every settled subject (contract §6).
 	SubjectSettled = SubjectPrefix + "*.settled"
-	// SubjectDeadLetters matches every dead-letter subject.
-	SubjectDeadLetters = SubjectPrefix + "dead.>"
 )
 
 // Header names the worker reads or writes.

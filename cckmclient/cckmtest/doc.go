@@ -1,0 +1,24 @@
+// Package cckmtest is a fake Thales CipherTrust Manager for tests, benchmarks and dev mode,
+// in the manner of net/http/httptest: NewServer starts a real HTTP(S) server on a loopback
+// port that answers the token endpoint and the CCKM job endpoints the cancellation worker
+// uses, with scripted behaviour on top.
+//
+// Served, under the base URL:
+//
+//	POST /api/v1/auth/tokens[/]                      password and refresh_token grants
+//	POST /api/v1/cckm/external-cm/refresh/{id}/cancel
+//	GET  /api/v1/cckm/external-cm/refresh/{id}
+//	POST /api/v1/cckm/aws/bulkjob/{id}/cancel
+//	GET  /api/v1/cckm/aws/bulkjob/{id}
+//
+// Job bodies and error bodies follow the shapes in the CipherTrust Manager documentation:
+// bare job objects, and {"code","codeDesc","message","requestID"} errors. A cancel sets
+// abort=true and leaves the job running; the job turns "completed" Options.SettleAfter later,
+// computed lazily when the job is next read.
+//
+// Behaviour can be scripted per job id with Server.Script (status codes, Retry-After, delays,
+// hangs, dropped connections, a 200 without abort) or for every request with Options.Fault.
+// Every request is recorded (Server.Calls) unless Options.NoRecord is set.
+//
+// A Server is safe for concurrent use.
+package cckmtest

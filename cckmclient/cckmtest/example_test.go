@@ -1,0 +1,40 @@
+package cckmtest_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/cckm/cckm-cancel-worker/cckmclient/cckmtest"
+)
+
+// A test starts a fake CipherTrust Manager, registers a job, scripts one failure and
+// points the code under test at URL.
+func Example() {
+	server := cckmtest.NewServer(cckmtest.Options{TLS: true, StaticToken: "token"})
+	defer server.Close()
+	const id = "8155fe39-570a-4132-92ca-e40b7640c7dc"
+	server.AddJob(cckmtest.Refresh, id)
+	server.Script(id, cckmtest.Step{Status: http.StatusServiceUnavailable, RetryAfter: "1"})
+
+	for range 2 {
+		request, _ := http.NewRequest(http.MethodPost,
+			server.URL()+"/api/v1/cckm/external-cm/refresh/"+id+"/cancel", nil)
+		request.Header.Set("Authorization", "Bearer token")
+		answer, err := server.Client().Do(request)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		body, _ := io.ReadAll(answer.Body)
+		answer.Body.Close()
+		fmt.Println(answer.StatusCode, strings.Contains(string(body), `"abort":true`))
+	}
+	job, _ := server.Job(cckmtest.Refresh, id)
+	fmt.Println(job.OverallStatus, job.Abort, len(server.CallsFor(id)))
+	// Output:
+	// 503 false
+	// 200 true
+	// in progress true 2
+}

@@ -1,0 +1,191 @@
+package cckmclient
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cckm/cckm-cancel-worker/messages"
+)
+
+// ErrInvalidID is returned, before any HTTP call, for an id that is not a
+// UUID: an id is never pasted into a URL unchecked.
+var ErrInvalidID = errors.New("job id is not a UUID")
+
+// APIError is an error answer from CipherTrust Manager.
+type APIError struct {
+	// Op says what was being done, e.g. "cancel refresh 8155fe39-...".
+	Op string
+	// StatusCode is the HTTP status.
+	StatusCode int
+	// Code, CodeDesc, Message and RequestID are CipherTrust Manager's error
+	// body fields, where it sent them.
+	Code      int
+	CodeDesc  string
+	Message   string
+	RequestID string
+	// RetryAfter is the wait the Retry-After header asked for, or 0.
+	RetryAfter time.Duration
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("%s: HTTP %d: %s", e.Op, e.StatusCode, e.Detail())
+}
+
+// Detail is CipherTrust Manager's own text for the error, or the HTTP
+// status text when it sent none.
+func (e *APIError) Detail() string {
+	switch {
+	case e.CodeDesc != "" && strings.Contains(e.CodeDesc, e.Message):
+		return e.CodeDesc
+	case e.CodeDesc != "" && e.Message != "":
+		return e.CodeDesc + ": " + e.Message
+	case e.Message != "":
+		return e.Message
+	}
+	return http.StatusText(e.StatusCode)
+}
+
+// Retryable reports whether the same call may succeed later: 408, 429,
+// 500, 502, 503 and 504.
+func (e *APIError) Retryable() bool { return retryableStatus(e.StatusCode) }
+
+// ErrorCode maps the status to the contract's error code.
+func (e *APIError) ErrorCode() messages.ErrorCode { return codeForStatus(e.StatusCode) }
+
+// HTTPStatus is the status received.
+func (e *APIError) HTTPStatus() int { return e.StatusCode }
+
+func retryableStatus(status int) bool {
+	switch status {
+	case http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
+		http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+func codeForStatus(status int) messages.ErrorCode {
+	switch {
+	case status == http.StatusUnauthorized:
+		return messages.CodeUnauthorized
+	case status == http.StatusForbidden:
+		return messages.CodeForbidden
+	case status == http.StatusNotFound:
+		return messages.CodeNotFound
+	case status == http.StatusConflict:
+		return messages.CodeConflict
+	case status >= 500:
+		return messages.CodeServerError
+	}
+	return messages.CodeClientError
+}
+
+// UnreachableError says that no answer came from CipherTrust Manager: a
+// connection, TLS or time-out failure on the last attempt.
+type UnreachableError struct {
+	Op  string
+	Err error
+}
+
+func (e *UnreachableError) Error() string { return fmt.Sprintf("%s: no answer: %v", e.Op, e.Err) }
+
+// Unwrap returns the underlying network error.
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// Retryable is always true: the next try may get through.
+func (e *UnreachableError) Retryable() bool { return true }
+
+// ErrorCode is unreachable.
+func (e *UnreachableError) ErrorCode() messages.ErrorCode { return messages.CodeUnreachable }
+
+// AuthError says that no token could be had from CipherTrust Manager. It
+// wraps the token endpoint's *APIError or *UnreachableError.
+type AuthError struct {
+	Err error
+}
+
+func (e *AuthError) Error() string { return "get a token: " + e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *AuthError) Unwrap() error { return e.Err }
+
+// Retryable is the cause's answer: a refused login is not retryable, an
+// unreachable token endpoint is.
+func (e *AuthError) Retryable() bool {
+	var r interface{ Retryable() bool }
+	return errors.As(e.Err, &r) && r.Retryable()
+}
+
+// ErrorCode is unauthorized for a refused login, else the cause's code.
+func (e *AuthError) ErrorCode() messages.ErrorCode {
+	var apiErr *APIError
+	if errors.As(e.Err, &apiErr) && !apiErr.Retryable() {
+		return messages.CodeUnauthorized
+	}
+	return ErrorCode(e.Err)
+}
+
+// ErrorCode maps any error from this package to the contract's error code.
+func ErrorCode(err error) messages.ErrorCode {
+	var coded interface{ ErrorCode() messages.ErrorCode }
+	if errors.As(err, &coded) {
+		return coded.ErrorCode()
+	}
+	if errors.Is(err, ErrInvalidID) {
+		return messages.CodeInvalidRequest
+	}
+	return messages.CodeUnreachable
+}
+
+// Retryable reports whether err is worth trying again later.
+func Retryable(err error) bool {
+	var r interface{ Retryable() bool }
+	return errors.As(err, &r) && r.Retryable()
+}
+
+// errorBody is CipherTrust Manager's error body. code is a number in every
+// known sample; it is decoded leniently.
+type errorBody struct {
+	Code      json.RawMessage `json:"code"`
+	CodeDesc  string          `json:"codeDesc"`
+	Message   string          `json:"message"`
+	RequestID string          `json:"requestID"`
+}
+
+// newAPIError builds an *APIError from a response status, header and body.
+func newAPIError(op string, status int, header http.Header, body []byte, now time.Time) *APIError {
+	apiErr := &APIError{Op: op, StatusCode: status, RetryAfter: parseRetryAfter(header.Get("Retry-After"), now)}
+	var parsed errorBody
+	if json.Unmarshal(body, &parsed) == nil {
+		apiErr.Code, _ = strconv.Atoi(strings.Trim(string(parsed.Code), `"`))
+		apiErr.CodeDesc = parsed.CodeDesc
+		apiErr.Message = parsed.Message
+		apiErr.RequestID = parsed.RequestID
+	} else if text := strings.TrimSpace(string(body)); text != "" && len(text) <= 512 && !strings.HasPrefix(text, "<") {
+		apiErr.Message = text
+	}
+	return apiErr
+}
+
+// parseRetryAfter reads a Retry-After value, in seconds or as an HTTP date.
+func parseRetryAfter(value string, now time.Time) time.Duration {
+	value = strings.TrimSpace(value)
+	if value == "" {
+		return 0
+	}
+	if seconds, err := strconv.Atoi(value); err == nil {
+		if seconds < 0 {
+			return 0
+		}
+		return time.Duration(seconds) * time.Second
+	}
+	if at, err := http.ParseTime(value); err == nil && at.After(now) {
+		return at.Sub(now)
+	}
+	return 0
+}

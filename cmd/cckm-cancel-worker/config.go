@@ -1,0 +1,252 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/cckm/cckm-cancel-worker/cckmclient"
+	"github.com/cckm/cckm-cancel-worker/worker"
+)
+
+// config is everything the process is told, from the environment and
+// flags (a flag wins over its variable). Secrets are cckmclient.Secret, so
+// logging the config masks them.
+type config struct {
+	Dev bool
+
+	NATSURL      string
+	NATSCreds    string
+	NATSNKey     string
+	NATSUser     string
+	NATSPassword cckmclient.Secret
+	NATSToken    cckmclient.Secret
+	NATSCAFile   string
+	NATSCertFile string
+	NATSKeyFile  string
+
+	CCKM cckmclient.Config
+
+	Worker worker.Config
+
+	HTTPAddr  string
+	LogLevel  zerolog.Level
+	LogFormat string
+}
+
+// setting is one variable and its flag.
+type setting struct {
+	env    string
+	def    string
+	usage  string
+	secret bool // may come from <env>_FILE
+}
+
+// flagName is the flag for an environment variable: CCKM_URL -> cckm-url.
+func flagName(env string) string { return strings.ReplaceAll(strings.ToLower(env), "_", "-") }
+
+// settings lists every variable with its default: the one place defaults
+// are written down.
+var settings = []setting{
+	{env: "NATS_URL", def: "nats://127.0.0.1:4222", usage: "NATS server URL(s), comma-separated"},
+	{env: "NATS_CREDS", usage: "NATS credentials file"},
+	{env: "NATS_NKEY", usage: "NATS NKey seed file"},
+	{env: "NATS_USER", usage: "NATS user"},
+	{env: "NATS_PASSWORD", usage: "NATS password", secret: true},
+	{env: "NATS_TOKEN", usage: "NATS token", secret: true},
+	{env: "NATS_CA_FILE", usage: "CA bundle for the NATS server's certificate"},
+	{env: "NATS_CERT_FILE", usage: "client certificate for NATS"},
+	{env: "NATS_KEY_FILE", usage: "client key for NATS"},
+	{env: "CCKM_URL", usage: "CipherTrust Manager base URL, e.g. https://cm.example.com (required but in dev mode)"},
+	{env: "CCKM_TOKEN", usage: "static bearer token", secret: true},
+	{env: "CCKM_USERNAME", usage: "CipherTrust Manager user"},
+	{env: "CCKM_PASSWORD", usage: "CipherTrust Manager password", secret: true},
+	{env: "CCKM_DOMAIN", usage: "CipherTrust Manager domain to log in to"},
+	{env: "CCKM_REFRESH_TOKEN", usage: "CipherTrust Manager refresh token", secret: true},
+	{env: "CCKM_CA_FILE", usage: "CA bundle added to the system roots for CipherTrust Manager"},
+	{env: "CCKM_INSECURE_SKIP_VERIFY", def: "false", usage: "turn TLS verification of CipherTrust Manager off (logged)"},
+	{env: "CCKM_TIMEOUT", def: cckmclient.DefaultTimeout.String(), usage: "time limit of each HTTP attempt"},
+	{env: "CCKM_MAX_ATTEMPTS", def: strconv.Itoa(cckmclient.DefaultMaxAttempts), usage: "HTTP attempts per delivery, the first included"},
+	{env: "CCKM_RETRY_BUDGET", def: cckmclient.DefaultRetryBudget.String(), usage: "time limit of all attempts of one delivery"},
+	{env: "WORKER_MODE", def: string(worker.ModeJetStream), usage: "jetstream or core"},
+	{env: "WORKER_CONCURRENCY", def: strconv.Itoa(worker.DefaultConcurrency), usage: "calls to CipherTrust Manager in flight"},
+	{env: "WORKER_PROVISION", def: "true", usage: "create missing streams and the consumer"},
+	{env: "WORKER_ACK_WAIT", def: worker.DefaultAckWait.String(), usage: "the consumer's ack wait, when the worker creates it"},
+	{env: "WORKER_MAX_DELIVERIES", def: strconv.Itoa(worker.DefaultMaxDeliveries), usage: "deliveries before a transient failure becomes a failed result and a dead letter"},
+	{env: "WORKER_RETRY_DELAY", def: worker.DefaultRetryDelay.String(), usage: "redelivery delay after the first transient failure (doubles each time)"},
+	{env: "WORKER_MAX_RETRY_DELAY", def: worker.DefaultMaxRetryDelay.String(), usage: "longest redelivery delay"},
+	{env: "WORKER_SHUTDOWN_TIMEOUT", def: worker.DefaultShutdownTimeout.String(), usage: "how long work in flight may finish at a stop"},
+	{env: "HTTP_ADDR", def: ":8080", usage: "address of /healthz, /readyz and /metrics"},
+	{env: "LOG_LEVEL", def: "info", usage: "trace, debug, info, warn or error"},
+	{env: "LOG_FORMAT", def: "json", usage: "json or console"},
+}
+
+// loadConfig reads settings from getenv and args. An error names the
+// setting at fault, in one line.
+func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	fs := flag.NewFlagSet("cckm-cancel-worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	values := map[string]*string{}
+	for i := range settings {
+		s := &settings[i]
+		value := getenv(s.env)
+		if value == "" {
+			value = s.def
+		}
+		values[s.env] = fs.String(flagName(s.env), value, s.usage+" ("+s.env+")")
+		if s.secret {
+			values[s.env+"_FILE"] = fs.String(flagName(s.env+"_FILE"), getenv(s.env+"_FILE"), "file holding "+s.env+" ("+s.env+"_FILE)")
+		}
+	}
+	dev := fs.Bool("dev", false, "dev mode: embedded NATS on 127.0.0.1:4222 and a simulated CipherTrust Manager")
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	if fs.NArg() > 0 {
+		return config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	p := parser{values: values}
+	cfg := config{Dev: *dev}
+
+	cfg.NATSURL = p.str("NATS_URL")
+	cfg.NATSCreds = p.str("NATS_CREDS")
+	cfg.NATSNKey = p.str("NATS_NKEY")
+	cfg.NATSUser = p.str("NATS_USER")
+	cfg.NATSPassword = p.secret("NATS_PASSWORD")
+	cfg.NATSToken = p.secret("NATS_TOKEN")
+	cfg.NATSCAFile = p.str("NATS_CA_FILE")
+	cfg.NATSCertFile = p.str("NATS_CERT_FILE")
+	cfg.NATSKeyFile = p.str("NATS_KEY_FILE")
+
+	cfg.CCKM = cckmclient.Config{
+		BaseURL: p.str("CCKM_URL"),
+		Credentials: cckmclient.Credentials{
+			Token:        p.secret("CCKM_TOKEN"),
+			Username:     p.str("CCKM_USERNAME"),
+			Password:     p.secret("CCKM_PASSWORD"),
+			Domain:       p.str("CCKM_DOMAIN"),
+			RefreshToken: p.secret("CCKM_REFRESH_TOKEN"),
+		},
+		CAFile:             p.str("CCKM_CA_FILE"),
+		InsecureSkipVerify: p.boolean("CCKM_INSECURE_SKIP_VERIFY"),
+		Timeout:            p.duration("CCKM_TIMEOUT"),
+		MaxAttempts:        p.integer("CCKM_MAX_ATTEMPTS", 1, 100),
+		RetryBudget:        p.duration("CCKM_RETRY_BUDGET"),
+	}
+	cfg.Worker = worker.Config{
+		Mode:            worker.Mode(p.str("WORKER_MODE")),
+		Concurrency:     p.integer("WORKER_CONCURRENCY", 1, 10000),
+		Provision:       p.boolean("WORKER_PROVISION"),
+		AckWait:         p.duration("WORKER_ACK_WAIT"),
+		MaxDeliveries:   p.integer("WORKER_MAX_DELIVERIES", 1, 1000),
+		RetryDelay:      p.duration("WORKER_RETRY_DELAY"),
+		MaxRetryDelay:   p.duration("WORKER_MAX_RETRY_DELAY"),
+		ShutdownTimeout: p.duration("WORKER_SHUTDOWN_TIMEOUT"),
+	}
+	cfg.CCKM.MaxConnsPerHost = max(cckmclient.DefaultMaxConnsPerHost, cfg.Worker.Concurrency)
+	cfg.HTTPAddr = p.str("HTTP_ADDR")
+	cfg.LogFormat = p.str("LOG_FORMAT")
+	cfg.LogLevel = p.level("LOG_LEVEL")
+	if p.err != nil {
+		return config{}, p.err
+	}
+	return cfg, cfg.validate()
+}
+
+// validate checks what the parser could not check setting by setting.
+func (c *config) validate() error {
+	switch c.Worker.Mode {
+	case worker.ModeJetStream, worker.ModeCore:
+	default:
+		return fmt.Errorf("WORKER_MODE %q: must be jetstream or core", c.Worker.Mode)
+	}
+	if c.LogFormat != "json" && c.LogFormat != "console" {
+		return fmt.Errorf("LOG_FORMAT %q: must be json or console", c.LogFormat)
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		return fmt.Errorf("HTTP_ADDR %q: must be host:port or :port", c.HTTPAddr)
+	}
+	if (c.NATSCertFile == "") != (c.NATSKeyFile == "") {
+		return errors.New("NATS_CERT_FILE and NATS_KEY_FILE go together: set both or neither")
+	}
+	if c.NATSUser != "" && c.NATSPassword == "" {
+		return errors.New("NATS_PASSWORD is required with NATS_USER")
+	}
+	if c.Dev {
+		return nil // dev mode brings its own NATS and CipherTrust Manager
+	}
+	if c.CCKM.BaseURL == "" {
+		return errors.New("CCKM_URL is required: the CipherTrust Manager base URL, e.g. https://cm.example.com")
+	}
+	// New checks the URL, the credentials and the TLS files, naming the
+	// setting at fault; it makes no call.
+	if _, err := cckmclient.New(c.CCKM); err != nil {
+		return err
+	}
+	return nil
+}
+
+// parser reads typed settings, keeping the first error.
+type parser struct {
+	values map[string]*string
+	err    error
+}
+
+func (p *parser) fail(env, value, want string) {
+	if p.err == nil {
+		p.err = fmt.Errorf("%s %q: %s", env, value, want)
+	}
+}
+
+func (p *parser) str(env string) string { return strings.TrimSpace(*p.values[env]) }
+
+func (p *parser) secret(env string) cckmclient.Secret {
+	s, err := cckmclient.ResolveSecret(env, *p.values[env], *p.values[env+"_FILE"])
+	if err != nil && p.err == nil {
+		p.err = err
+	}
+	return s
+}
+
+func (p *parser) boolean(env string) bool {
+	value := p.str(env)
+	b, err := strconv.ParseBool(value)
+	if err != nil {
+		p.fail(env, value, "must be true or false")
+	}
+	return b
+}
+
+func (p *parser) integer(env string, lo, hi int) int {
+	value := p.str(env)
+	n, err := strconv.Atoi(value)
+	if err != nil || n < lo || n > hi {
+		p.fail(env, value, fmt.Sprintf("must be a whole number from %d to %d", lo, hi))
+	}
+	return n
+}
+
+func (p *parser) duration(env string) time.Duration {
+	value := p.str(env)
+	d, err := time.ParseDuration(value)
+	if err != nil || d <= 0 {
+		p.fail(env, value, "must be a positive duration such as 500ms, 30s or 2m")
+	}
+	return d
+}
+
+func (p *parser) level(env string) zerolog.Level {
+	value := p.str(env)
+	level, err := zerolog.ParseLevel(strings.ToLower(value))
+	if err != nil || value == "" {
+		p.fail(env, value, "must be trace, debug, info, warn or error")
+	}
+	return level
+}

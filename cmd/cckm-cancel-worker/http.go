@@ -1,0 +1,118 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+)
+
+// readiness is what /readyz asks.
+type readiness interface {
+	Ready() error
+}
+
+// newHTTPHandler serves /healthz (the process is alive), /readyz (NATS is
+// connected and the consumer bound) and /metrics.
+func newHTTPHandler(ready readiness, registry *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if err := ready.Ready(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = fmt.Fprintf(w, "not ready: %v\n", err)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{Registry: registry}))
+	return mux
+}
+
+// startHTTP listens on addr at once, so that a port in use stops the
+// process at start, and serves in the background.
+func startHTTP(addr string, ready readiness, registry *prometheus.Registry, log zerolog.Logger) (*http.Server, error) {
+	listener, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("HTTP_ADDR %s: %w", addr, err)
+	}
+	srv := &http.Server{
+		Handler:           newHTTPHandler(ready, registry),
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+	go func() {
+		if err := srv.Serve(listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error().Err(err).Msg("HTTP server stopped")
+		}
+	}()
+	log.Info().Str("addr", listener.Addr().String()).Msg("serving /healthz, /readyz and /metrics")
+	return srv, nil
+}
+
+// redactedURLs hides passwords in a comma-separated list of NATS URLs.
+func redactedURLs(list string) string {
+	parts := strings.Split(list, ",")
+	for i, part := range parts {
+		part = strings.TrimSpace(part)
+		if u, err := url.Parse(part); err == nil && u.User != nil {
+			parts[i] = u.Redacted()
+			if _, hasPassword := u.User.Password(); !hasPassword {
+				// A bare user part is a token: hide it too.
+				u.User = url.User("xxxxx")
+				parts[i] = u.String()
+			}
+			continue
+		}
+		parts[i] = part
+	}
+	return strings.Join(parts, ",")
+}
+
+// logConfig logs the configuration at start; secrets print as a mask.
+func logConfig(log zerolog.Logger, cfg config) {
+	creds := cfg.CCKM.Credentials
+	log.Info().
+		Bool("dev", cfg.Dev).
+		Str("nats_url", redactedURLs(cfg.NATSURL)).
+		Bool("nats_creds", cfg.NATSCreds != "").
+		Bool("nats_nkey", cfg.NATSNKey != "").
+		Str("nats_user", cfg.NATSUser).
+		Stringer("nats_password", cfg.NATSPassword).
+		Stringer("nats_token", cfg.NATSToken).
+		Bool("nats_tls", cfg.NATSCAFile != "" || cfg.NATSCertFile != "").
+		Str("cckm_url", cfg.CCKM.BaseURL).
+		Str("cckm_auth", creds.Mode()).
+		Str("cckm_username", creds.Username).
+		Stringer("cckm_password", creds.Password).
+		Stringer("cckm_token", creds.Token).
+		Stringer("cckm_refresh_token", creds.RefreshToken).
+		Str("cckm_domain", creds.Domain).
+		Str("cckm_ca_file", cfg.CCKM.CAFile).
+		Bool("cckm_insecure_skip_verify", cfg.CCKM.InsecureSkipVerify).
+		Str("cckm_timeout", cfg.CCKM.Timeout.String()).
+		Int("cckm_max_attempts", cfg.CCKM.MaxAttempts).
+		Str("cckm_retry_budget", cfg.CCKM.RetryBudget.String()).
+		Str("worker_mode", string(cfg.Worker.Mode)).
+		Int("worker_concurrency", cfg.Worker.Concurrency).
+		Bool("worker_provision", cfg.Worker.Provision).
+		Str("worker_ack_wait", cfg.Worker.AckWait.String()).
+		Int("worker_max_deliveries", cfg.Worker.MaxDeliveries).
+		Str("worker_retry_delay", cfg.Worker.RetryDelay.String()).
+		Str("worker_max_retry_delay", cfg.Worker.MaxRetryDelay.String()).
+		Str("worker_shutdown_timeout", cfg.Worker.ShutdownTimeout.String()).
+		Str("http_addr", cfg.HTTPAddr).
+		Str("log_level", cfg.LogLevel.String()).
+		Str("log_format", cfg.LogFormat).
+		Msg("configuration")
+}

@@ -1,0 +1,204 @@
+// Command cckm-cancel-worker cancels CipherTrust Manager CCKM jobs on
+// request from NATS: it reads job ids from cckm.cancel.refresh and
+// cckm.cancel.bulkjob, calls CipherTrust Manager's cancel endpoint, and
+// publishes a result event for every request.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/rs/zerolog"
+
+	"github.com/cckm/cckm-cancel-worker/cckmclient"
+	"github.com/cckm/cckm-cancel-worker/worker"
+)
+
+func main() {
+	os.Exit(mainExit(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// mainExit runs the worker and returns the exit status: 0 after a clean
+// stop, 2 for a bad setting, 1 when the worker cannot run.
+func mainExit(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cfg, err := loadConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "cckm-cancel-worker: %v\n", err)
+		return 2
+	}
+	log := newLogger(cfg, stdout)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := run(ctx, cfg, log, stdout); err != nil {
+		log.Error().Err(err).Msg("cckm-cancel-worker stopped")
+		return 1
+	}
+	return 0
+}
+
+func newLogger(cfg config, out io.Writer) zerolog.Logger {
+	zerolog.TimeFieldFormat = time.RFC3339Nano
+	var w io.Writer = out
+	if cfg.LogFormat == "console" {
+		w = zerolog.ConsoleWriter{Out: out, TimeFormat: time.TimeOnly}
+	}
+	return zerolog.New(w).Level(cfg.LogLevel).With().Timestamp().Str("service", "cckm-cancel-worker").Logger()
+}
+
+// run wires the parts and runs them until ctx ends, then shuts down in
+// order: stop taking work, finish work in flight, drain the NATS
+// connection (flushing publishes), stop the HTTP server.
+func run(ctx context.Context, cfg config, log zerolog.Logger, stdout io.Writer) error {
+	if cfg.Dev {
+		env, err := startDev(cfg, log)
+		if err != nil {
+			return err
+		}
+		defer env.Close()
+		cfg = env.apply(cfg)
+		env.printHowTo(stdout, cfg)
+	}
+	logConfig(log, cfg)
+
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := worker.NewMetrics(registry)
+
+	clientLog := log.With().Str("component", "cckmclient").Logger()
+	cckmCfg := cfg.CCKM
+	cckmCfg.Logger = &clientLog
+	cckmCfg.OnAttempt = func(a cckmclient.Attempt) {
+		metrics.ObserveCall(a.Op, a.Kind, a.Status, a.Duration, a.Retry)
+	}
+	cckmCfg.OnTokenGrant = metrics.ObserveTokenGrant
+	client, err := cckmclient.New(cckmCfg)
+	if err != nil {
+		return err
+	}
+
+	nc, err := connectNATS(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+
+	w, err := worker.New(cfg.Worker, nc, client, log.With().Str("component", "worker").Logger(), metrics)
+	if err != nil {
+		return err
+	}
+
+	httpSrv, err := startHTTP(cfg.HTTPAddr, w, registry, log)
+	if err != nil {
+		return err
+	}
+
+	log.Info().Msg("cckm-cancel-worker started")
+	runErr := w.Run(ctx)
+
+	log.Info().Msg("work in flight finished; draining the NATS connection")
+	if err := drainNATS(nc, cfg.Worker.ShutdownTimeout); err != nil {
+		log.Warn().Err(err).Msg("draining the NATS connection")
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = httpSrv.Shutdown(shutdownCtx)
+	log.Info().Msg("cckm-cancel-worker stopped")
+	return runErr
+}
+
+// connectNATS connects with reconnection forever: the worker goes on
+// through NATS restarts, and says so in the log.
+func connectNATS(cfg config, log zerolog.Logger) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name("cckm-cancel-worker"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500 * time.Millisecond),
+		nats.RetryOnFailedConnect(true),
+		nats.DrainTimeout(cfg.Worker.ShutdownTimeout),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			log.Info().Str("server", nc.ConnectedUrlRedacted()).Msg("connected to NATS")
+		}),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if nc.IsClosed() || nc.IsDraining() {
+				return
+			}
+			event := log.Warn()
+			if err != nil {
+				event = event.Err(err)
+			}
+			event.Msg("disconnected from NATS; reconnecting")
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info().Str("server", nc.ConnectedUrlRedacted()).Msg("reconnected to NATS")
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			event := log.Error().Err(err)
+			if sub != nil {
+				event = event.Str("subject", sub.Subject)
+			}
+			event.Msg("NATS error")
+		}),
+	}
+	if cfg.NATSCreds != "" {
+		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
+	}
+	if cfg.NATSNKey != "" {
+		opt, err := nats.NkeyOptionFromSeed(cfg.NATSNKey)
+		if err != nil {
+			return nil, fmt.Errorf("NATS_NKEY: %w", err)
+		}
+		opts = append(opts, opt)
+	}
+	if cfg.NATSUser != "" {
+		opts = append(opts, nats.UserInfo(cfg.NATSUser, cfg.NATSPassword.Reveal()))
+	}
+	if cfg.NATSToken != "" {
+		opts = append(opts, nats.Token(cfg.NATSToken.Reveal()))
+	}
+	if cfg.NATSCAFile != "" {
+		opts = append(opts, nats.RootCAs(cfg.NATSCAFile))
+	}
+	if cfg.NATSCertFile != "" {
+		opts = append(opts, nats.ClientCert(cfg.NATSCertFile, cfg.NATSKeyFile))
+	}
+	nc, err := nats.Connect(cfg.NATSURL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("NATS_URL %s: %w", redactedURLs(cfg.NATSURL), err)
+	}
+	if !nc.IsConnected() {
+		log.Warn().Str("url", redactedURLs(cfg.NATSURL)).Msg("NATS is not reachable yet; retrying in the background")
+	}
+	return nc, nil
+}
+
+// drainNATS drains the connection (flushing what was published) and waits
+// for it to close.
+func drainNATS(nc *nats.Conn, timeout time.Duration) error {
+	if nc.IsClosed() {
+		return nil
+	}
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		return err
+	}
+	select {
+	case <-closed:
+		return nil
+	case <-time.After(timeout + time.Second):
+		return errors.New("timed out")
+	}
+}

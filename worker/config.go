@@ -1,0 +1,136 @@
+// Package worker consumes cancel requests from NATS, has them carried out
+// by a Canceler, and publishes their results. It holds the delivery
+// semantics of contract §3: JetStream at-least-once with redelivery and dead
+// letters, or core NATS at most once; bounded concurrency; draining
+// shutdown. It knows nothing of HTTP.
+package worker
+
+import (
+	"fmt"
+	"time"
+)
+
+// Mode is how requests are consumed.
+type Mode string
+
+// The two modes of contract §3.
+const (
+	ModeJetStream Mode = "jetstream"
+	ModeCore      Mode = "core"
+)
+
+// Names of the JetStream assets the worker uses.
+const (
+	// RequestStream holds the requests.
+	RequestStream = "CCKM_CANCEL"
+	// ResultStream holds the results.
+	ResultStream = "CCKM_CANCEL_RESULTS"
+	// DeadLetterStream holds copies of requests whose last delivery failed.
+	DeadLetterStream = "CCKM_CANCEL_DEAD"
+	// ConsumerName is the durable pull consumer every instance shares.
+	ConsumerName = "cckm-cancel-worker"
+	// QueueGroup is the core-mode queue group.
+	QueueGroup = "cckm-cancel-worker"
+)
+
+// Headers a dead-letter copy carries besides the request's own.
+const (
+	HeaderDeadReason     = "Cckm-Dead-Reason"
+	HeaderDeadCode       = "Cckm-Dead-Code"
+	HeaderDeadDeliveries = "Cckm-Dead-Deliveries"
+	HeaderDeadAttempts   = "Cckm-Dead-Attempts"
+	HeaderRequestID      = "Cckm-Request-Id"
+	HeaderStreamSequence = "Cckm-Stream-Sequence"
+	HeaderOrigSubject    = "Cckm-Original-Subject"
+)
+
+// Config configures a Worker. Zero values take the defaults below.
+type Config struct {
+	// Mode is jetstream (default) or core.
+	Mode Mode
+	// Concurrency bounds the calls to CipherTrust Manager in flight.
+	Concurrency int
+	// Provision creates missing streams and the consumer.
+	Provision bool
+	// AckWait is the consumer's ack wait when the worker creates it; calls
+	// that outlive it are kept alive with InProgress.
+	AckWait time.Duration
+	// MaxDeliveries is the delivery after which a transient failure becomes
+	// a failed result and a dead letter.
+	MaxDeliveries int
+	// RetryDelay is the redelivery delay after the first transient failure;
+	// it doubles with every delivery, up to MaxRetryDelay.
+	RetryDelay    time.Duration
+	MaxRetryDelay time.Duration
+	// ShutdownTimeout bounds how long work in flight may finish after a
+	// stop; calls still running then are abandoned (and redelivered in
+	// jetstream mode).
+	ShutdownTimeout time.Duration
+	// ResultRetention is how long the result stream keeps results when the
+	// worker creates it.
+	ResultRetention time.Duration
+	// DuplicateWindow is the results stream's de-duplication window when
+	// the worker creates it: copies of a result published within it are
+	// dropped.
+	DuplicateWindow time.Duration
+}
+
+// Defaults for Config.
+const (
+	DefaultConcurrency     = 64
+	DefaultAckWait         = 30 * time.Second
+	DefaultMaxDeliveries   = 5
+	DefaultRetryDelay      = time.Second
+	DefaultMaxRetryDelay   = 30 * time.Second
+	DefaultShutdownTimeout = 30 * time.Second
+	DefaultResultRetention = 7 * 24 * time.Hour
+	DefaultDuplicateWindow = 10 * time.Minute
+)
+
+func (c *Config) setDefaults() {
+	if c.Mode == "" {
+		c.Mode = ModeJetStream
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = DefaultAckWait
+	}
+	if c.MaxDeliveries <= 0 {
+		c.MaxDeliveries = DefaultMaxDeliveries
+	}
+	if c.RetryDelay <= 0 {
+		c.RetryDelay = DefaultRetryDelay
+	}
+	if c.MaxRetryDelay <= 0 {
+		c.MaxRetryDelay = DefaultMaxRetryDelay
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.ResultRetention <= 0 {
+		c.ResultRetention = DefaultResultRetention
+	}
+	if c.DuplicateWindow <= 0 {
+		c.DuplicateWindow = DefaultDuplicateWindow
+	}
+}
+
+func (c *Config) validate() error {
+	if c.Mode != ModeJetStream && c.Mode != ModeCore {
+		return fmt.Errorf("WORKER_MODE %q is not jetstream or core", c.Mode)
+	}
+	return nil
+}
+
+// redeliveryDelay is the delay before delivery n+1 after a transient
+// failure on delivery n: RetryDelay doubled per delivery, capped at
+// MaxRetryDelay, and never shorter than the wait the server asked for.
+func (c *Config) redeliveryDelay(delivered int, retryAfter time.Duration) time.Duration {
+	delay := c.MaxRetryDelay
+	if delivered >= 1 && delivered < 30 {
+		delay = min(delay, c.RetryDelay<<(delivered-1))
+	}
+	return max(delay, retryAfter)
+}

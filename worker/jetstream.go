@@ -1,0 +1,210 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cckm/cckm-cancel-worker/messages"
+)
+
+// Back-off while the stream or consumer cannot be bound.
+const (
+	minBindRetry = 250 * time.Millisecond
+	maxBindRetry = 10 * time.Second
+)
+
+// runJetStream binds the consumer (retrying until it can) and consumes
+// until ctx ends. A consumer that disappears is bound again.
+func (w *Worker) runJetStream(ctx, workCtx context.Context) error {
+	wait := minBindRetry
+	for ctx.Err() == nil {
+		cons, err := w.bindConsumer(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			w.log.Error().Err(err).Dur("retry_in", wait).Msg("cannot bind the JetStream consumer")
+			sleepCtx(ctx, wait)
+			wait = min(2*wait, maxBindRetry)
+			continue
+		}
+		wait = minBindRetry
+		ackWait := w.cfg.AckWait
+		if info := cons.CachedInfo(); info != nil && info.Config.AckWait > 0 {
+			ackWait = info.Config.AckWait
+		}
+		w.bound.Store(true)
+		w.log.Info().Str("stream", RequestStream).Str("consumer", ConsumerName).
+			Int("concurrency", w.cfg.Concurrency).Dur("ack_wait", ackWait).Msg("consuming requests")
+		err = w.consume(ctx, workCtx, cons, ackWait)
+		w.bound.Store(false)
+		if err != nil && ctx.Err() == nil {
+			w.log.Error().Err(err).Msg("consuming stopped; binding again")
+			sleepCtx(ctx, wait)
+		}
+	}
+	return nil
+}
+
+// consume pulls requests while there is a free slot, until ctx ends. Then
+// it drains the iterator: requests already pulled but not started are
+// handed back with a Nak, so another instance takes them at once.
+func (w *Worker) consume(ctx, workCtx context.Context, cons jetstream.Consumer, ackWait time.Duration) error {
+	iter, err := cons.Messages(jetstream.PullMaxMessages(w.cfg.Concurrency))
+	if err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, iter.Drain)
+	defer stop()
+	defer iter.Stop()
+	for {
+		if !w.acquire(ctx) {
+			// Stopping: wait for the drained iterator to hand over what it holds.
+			w.handBack(iter)
+			return nil
+		}
+		msg, err := iter.Next()
+		if err != nil {
+			<-w.slots
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil
+			}
+			return err
+		}
+		if ctx.Err() != nil {
+			<-w.slots
+			_ = msg.Nak()
+			continue
+		}
+		w.spawn(func() { w.handleJetStream(workCtx, msg, ackWait) })
+	}
+}
+
+// handBack naks every message the iterator still holds, until it closes.
+func (w *Worker) handBack(iter jetstream.MessagesContext) {
+	for {
+		msg, err := iter.Next(jetstream.NextMaxWait(time.Second))
+		if err != nil {
+			return
+		}
+		_ = msg.Nak()
+	}
+}
+
+// handleJetStream processes one request and maps the outcome to broker
+// actions: Ack after the result is stored, NakWithDelay for a transient
+// failure with deliveries left, Term for a rejected request, and a dead
+// letter plus Term when the last delivery failed.
+func (w *Worker) handleJetStream(ctx context.Context, msg jetstream.Msg, ackWait time.Duration) {
+	received := w.now()
+	meta, err := msg.Metadata()
+	if err != nil {
+		w.log.Error().Err(err).Str("subject", msg.Subject()).Msg("message without JetStream metadata; terminating it")
+		_ = msg.Term()
+		return
+	}
+	kind, ok := messages.KindOfSubject(msg.Subject())
+	if !ok {
+		w.log.Error().Str("subject", msg.Subject()).Msg("message on a subject that is not a request subject; terminating it")
+		_ = msg.TermWithReason("not a cckm.cancel request subject")
+		return
+	}
+	deliveries := int(meta.NumDelivered)
+	seq := meta.Sequence.Stream
+	if deliveries > 1 {
+		w.metrics.redelivery(kind)
+	}
+	d := delivery{
+		kind:          kind,
+		payload:       msg.Data(),
+		header:        messages.Header(msg.Headers()),
+		received:      received,
+		priorAttempts: w.attempts.load(seq),
+		final:         deliveries >= w.cfg.MaxDeliveries,
+	}
+
+	stopKeepAlive := keepAlive(msg, ackWait)
+	out := process(ctx, w.canceler, d, w.now)
+	stopKeepAlive()
+
+	if out.verdict == verdictRetry {
+		w.attempts.store(seq, out.attempts)
+		delay := w.cfg.redeliveryDelay(deliveries, out.retryAfter)
+		if ctx.Err() != nil {
+			delay = 0 // abandoned at shutdown: let another instance take it now
+		}
+		w.log.Info().Str("request_id", out.request.RequestID).Str("kind", string(kind)).
+			Int("delivery", deliveries).Int("attempts", out.attempts).Dur("redeliver_in", delay).
+			Msg("transient failure; the request will be delivered again")
+		_ = msg.NakWithDelay(delay)
+		return
+	}
+
+	if err := w.publishResult(ctx, out.result, out.request, ""); err != nil {
+		w.log.Error().Err(err).Msg("cannot publish the result; the request will be delivered again")
+		w.attempts.store(seq, out.attempts)
+		_ = msg.NakWithDelay(w.cfg.RetryDelay)
+		return
+	}
+	if out.deadLetter {
+		info := deadLetterInfo{deliveries: deliveries, sequence: seq, subject: msg.Subject()}
+		if err := w.publishDeadLetter(ctx, d, out, info); err != nil {
+			w.log.Error().Err(err).Msg("cannot publish the dead letter; the request will be delivered again")
+			w.attempts.store(seq, out.attempts)
+			_ = msg.NakWithDelay(w.cfg.RetryDelay)
+			return
+		}
+	}
+	w.attempts.forget(seq)
+	w.logOutcome(out, deliveries)
+	switch {
+	case out.verdict == verdictRejected:
+		_ = msg.TermWithReason(out.result.Error.Message)
+	case out.deadLetter:
+		_ = msg.TermWithReason("dead-lettered: " + string(out.result.Error.Code))
+	default:
+		_ = msg.Ack()
+	}
+}
+
+// keepAlive tells the server, every third of the ack wait, that msg is
+// still being worked on, so that a slow call is not redelivered to another
+// instance meanwhile. The returned function stops it.
+func keepAlive(msg jetstream.Msg, ackWait time.Duration) (stop func()) {
+	interval := ackWait / 3
+	if interval <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		ticker := time.NewTicker(interval)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-ticker.C:
+				_ = msg.InProgress()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
+}
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+}

@@ -1,0 +1,132 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cckm/cckm-cancel-worker/cckmclient"
+	"github.com/cckm/cckm-cancel-worker/messages"
+)
+
+// Canceler cancels one job in CipherTrust Manager. *cckmclient.Client is
+// one.
+type Canceler interface {
+	Cancel(ctx context.Context, kind messages.Kind, id string) (cckmclient.Response, error)
+}
+
+// delivery is one request as it reached the worker, whatever the mode.
+type delivery struct {
+	kind     messages.Kind
+	payload  []byte
+	header   messages.Header
+	received time.Time
+	// priorAttempts is the number of HTTP attempts earlier deliveries of the
+	// same request made, where known.
+	priorAttempts int
+	// final is true when no redelivery will follow a transient failure.
+	final bool
+}
+
+// verdict is what the broker edge must do with a request.
+type verdict int
+
+const (
+	// verdictDone: publish the result, then acknowledge.
+	verdictDone verdict = iota
+	// verdictRejected: publish the result, then terminate the message.
+	verdictRejected
+	// verdictRetry: publish nothing; have the request delivered again later.
+	verdictRetry
+)
+
+// outcome is what processing a delivery decided.
+type outcome struct {
+	verdict verdict
+	request messages.Request
+	result  messages.Result
+	// attempts is the HTTP attempts made so far, this delivery's included.
+	attempts int
+	// retryAfter is the wait CipherTrust Manager asked for, if any.
+	retryAfter time.Duration
+	// deadLetter is true when a transient failure ended on the last
+	// delivery: the request is copied to the dead-letter subject.
+	deadLetter bool
+}
+
+// process is the worker's pure core: parse, validate, call, classify, and
+// build the result. It knows nothing of NATS: the caller maps the verdict
+// to broker actions.
+func process(ctx context.Context, canceler Canceler, d delivery, now func() time.Time) outcome {
+	req, err := messages.ParseRequest(d.kind, d.payload, d.header)
+	result := messages.Result{
+		RequestID:  req.RequestID,
+		Kind:       d.kind,
+		ID:         req.ID,
+		ReceivedAt: messages.NewTimestamp(d.received),
+	}
+	if err != nil {
+		result.Status = messages.StatusRejected
+		result.Error = &messages.Error{Code: messages.CodeInvalidRequest, Message: err.Error()}
+		result.CompletedAt = messages.NewTimestamp(now())
+		return outcome{verdict: verdictRejected, request: req, result: result}
+	}
+
+	resp, err := canceler.Cancel(cckmclient.WithTraceparent(ctx, req.Traceparent), d.kind, req.ID)
+	out := outcome{verdict: verdictDone, request: req, attempts: d.priorAttempts + resp.Attempts}
+	result.HTTPStatus = resp.HTTPStatus
+	result.Attempts = out.attempts
+	if resp.Job != nil {
+		result.Job = resp.Job.Raw
+		result.Abort = resp.Job.Abort
+		result.OverallStatus = resp.Job.OverallStatus
+	}
+
+	switch {
+	case err == nil && resp.Job != nil && resp.Job.Abort:
+		result.Status = messages.StatusCanceled
+	case err == nil:
+		result.Status = messages.StatusFailed
+		result.Error = &messages.Error{Code: messages.CodeAbortNotSet, Message: abortNotSetMessage(resp)}
+	default:
+		retryable := cckmclient.Retryable(err)
+		if ctx.Err() != nil || (retryable && !d.final) {
+			// A transient failure, or the worker is stopping: no result yet.
+			out.verdict = verdictRetry
+			var apiErr *cckmclient.APIError
+			if errors.As(err, &apiErr) {
+				out.retryAfter = apiErr.RetryAfter
+			}
+			return out
+		}
+		result.Status = messages.StatusFailed
+		result.Error = &messages.Error{Code: cckmclient.ErrorCode(err), Message: errorMessage(err), Retryable: retryable}
+		out.deadLetter = retryable
+	}
+	result.CompletedAt = messages.NewTimestamp(now())
+	out.result = result
+	return out
+}
+
+func abortNotSetMessage(resp cckmclient.Response) string {
+	if resp.Job == nil {
+		return fmt.Sprintf("CipherTrust Manager answered HTTP %d without a job object", resp.HTTPStatus)
+	}
+	return fmt.Sprintf("CipherTrust Manager answered HTTP %d but the job's abort flag is not true", resp.HTTPStatus)
+}
+
+// errorMessage is the result's error text: CipherTrust Manager's own text
+// where it sent one, else what went wrong. The client never puts a
+// credential into an error.
+func errorMessage(err error) string {
+	var apiErr *cckmclient.APIError
+	if errors.As(err, &apiErr) {
+		var authErr *cckmclient.AuthError
+		if errors.As(err, &authErr) {
+			return "CipherTrust Manager refused the worker's credentials: " + apiErr.Detail()
+		}
+		return apiErr.Detail()
+	}
+	return err.Error()
+}

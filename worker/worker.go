@@ -1,0 +1,179 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/cckm/cckm-cancel-worker/messages"
+)
+
+// publishTimeout bounds one JetStream publish of a result or dead letter.
+const publishTimeout = 10 * time.Second
+
+// Worker consumes cancel requests and publishes their results. Make one
+// with New and call Run.
+type Worker struct {
+	cfg      Config
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	canceler Canceler
+	log      zerolog.Logger
+	metrics  *Metrics
+	now      func() time.Time
+
+	slots    chan struct{}  // one per call in flight
+	inFlight sync.WaitGroup // handlers running
+	attempts attemptCounts  // HTTP attempts of requests being redelivered
+
+	bound         atomic.Bool // the consumer (or the subscriptions) is bound
+	resultsStored atomic.Bool // a stream holds the result subjects
+	deadStored    atomic.Bool // a stream holds the dead-letter subjects
+}
+
+// New returns a Worker that reads from nc and cancels through canceler.
+// metrics may be nil.
+func New(cfg Config, nc *nats.Conn, canceler Canceler, log zerolog.Logger, metrics *Metrics) (*Worker, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return &Worker{
+		cfg:      cfg,
+		nc:       nc,
+		js:       js,
+		canceler: canceler,
+		log:      log,
+		metrics:  metrics,
+		now:      time.Now,
+		slots:    make(chan struct{}, cfg.Concurrency),
+		attempts: attemptCounts{counts: map[uint64]int{}},
+	}, nil
+}
+
+// Ready returns nil when the worker can take requests: NATS is connected
+// and the consumer (or, in core mode, the subscriptions) is bound.
+func (w *Worker) Ready() error {
+	if !w.nc.IsConnected() {
+		return errors.New("not connected to NATS")
+	}
+	if !w.bound.Load() {
+		return errors.New("consumer not bound")
+	}
+	return nil
+}
+
+// Run consumes requests until ctx is done, then drains: it takes no new
+// request, lets the work in flight finish within ShutdownTimeout, and
+// returns. It returns an error only when it cannot start at all.
+func (w *Worker) Run(ctx context.Context) error {
+	// Work in flight runs under its own context, which a stop does not
+	// cancel: results and acks must still go out while draining. Only a
+	// shutdown that overruns ShutdownTimeout cancels it.
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+
+	var err error
+	switch w.cfg.Mode {
+	case ModeCore:
+		err = w.runCore(ctx, workCtx)
+	default:
+		err = w.runJetStream(ctx, workCtx)
+	}
+	w.bound.Store(false)
+
+	done := make(chan struct{})
+	go func() {
+		w.inFlight.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(w.cfg.ShutdownTimeout):
+		w.log.Warn().Dur("shutdown_timeout", w.cfg.ShutdownTimeout).
+			Msg("work in flight did not finish in time; abandoning it (jetstream mode redelivers it)")
+		cancelWork()
+		<-done
+	}
+	return err
+}
+
+// handle runs one delivery through process and hands the outcome to
+// finish, holding a concurrency slot the caller acquired.
+func (w *Worker) spawn(fn func()) {
+	w.inFlight.Add(1)
+	w.metrics.addInFlight(1)
+	go func() {
+		defer func() {
+			w.metrics.addInFlight(-1)
+			<-w.slots
+			w.inFlight.Done()
+		}()
+		fn()
+	}()
+}
+
+// acquire takes a concurrency slot, or reports false when ctx ends first.
+func (w *Worker) acquire(ctx context.Context) bool {
+	select {
+	case w.slots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// logOutcome writes one line per finished request.
+func (w *Worker) logOutcome(out outcome, deliveries int) {
+	r := out.result
+	event := w.log.Info()
+	if r.Status != messages.StatusCanceled {
+		event = w.log.Warn()
+	}
+	event = event.Str("request_id", r.RequestID).Str("kind", string(r.Kind)).Str("id", r.ID).
+		Str("status", string(r.Status)).Int("http_status", r.HTTPStatus).Int("attempts", r.Attempts)
+	if deliveries > 0 {
+		event = event.Int("deliveries", deliveries)
+	}
+	if r.Error != nil {
+		event = event.Str("code", string(r.Error.Code)).Str("error", r.Error.Message)
+	}
+	event.Msg("request done")
+}
+
+// attemptCounts remembers the HTTP attempts of requests that are waiting
+// for redelivery, by stream sequence, so that attempts counts across the
+// deliveries this instance handled.
+type attemptCounts struct {
+	mu     sync.Mutex
+	counts map[uint64]int
+}
+
+func (a *attemptCounts) load(seq uint64) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.counts[seq]
+}
+
+func (a *attemptCounts) store(seq uint64, n int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.counts[seq] = n
+}
+
+func (a *attemptCounts) forget(seq uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.counts, seq)
+}
