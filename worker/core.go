@@ -38,6 +38,11 @@ func (w *Worker) runCore(ctx, workCtx context.Context) error {
 		_ = sub.SetPendingLimits(corePendingMsgs, corePendingBytes)
 		subs = append(subs, sub)
 	}
+	// Ready means the server has the subscriptions: a request sent now finds
+	// a responder.
+	if err := w.nc.FlushTimeout(5 * time.Second); err != nil {
+		w.log.Warn().Err(err).Msg("cannot confirm the subscriptions with the NATS server yet")
+	}
 	w.bound.Store(true)
 	w.log.Info().Str("queue_group", QueueGroup).Int("concurrency", w.cfg.Concurrency).Msg("consuming requests in core mode")
 	<-ctx.Done()
