@@ -2,6 +2,7 @@ package cckmclient
 
 import (
 	"context"
+	"errors"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -46,6 +47,10 @@ func (c *Client) call(ctx context.Context, method, op string, kind messages.Kind
 		auth, generation, err := c.tokens.token(ctx)
 		if err != nil {
 			lastErr = err
+			var apiErr *APIError
+			if errors.As(err, &apiErr) {
+				resp.HTTPStatus = apiErr.StatusCode // the token endpoint's answer
+			}
 		} else {
 			started := c.now()
 			status, job, err := c.attempt(ctx, method, target, auth, opName, deadline)
@@ -132,8 +137,9 @@ func (c *Client) attempt(ctx context.Context, method, target, auth, opName strin
 	}
 	if httpResp.StatusCode/100 != 2 {
 		apiErr := newAPIError(opName, httpResp.StatusCode, httpResp.Header, body, c.now())
-		apiErr.Message = c.scrub(apiErr.Message)
-		apiErr.CodeDesc = c.scrub(apiErr.CodeDesc)
+		sentToken := strings.TrimPrefix(auth, "Bearer ")
+		apiErr.Message = c.scrub(apiErr.Message, sentToken)
+		apiErr.CodeDesc = c.scrub(apiErr.CodeDesc, sentToken)
 		return httpResp.StatusCode, nil, apiErr
 	}
 	job, err := DecodeJob(body)
@@ -143,11 +149,16 @@ func (c *Client) attempt(ctx context.Context, method, target, auth, opName strin
 	return httpResp.StatusCode, job, nil
 }
 
-// scrub replaces any configured secret found in text that came from the
-// server, in case an error message echoes one.
-func (c *Client) scrub(text string) string {
-	for _, s := range c.secrets {
-		text = strings.ReplaceAll(text, s, secretMask)
+// scrub replaces any secret found in text that came from the server, in
+// case an error message echoes one: the configured credentials, the JWT and
+// refresh token held now (both change at each renewal), and those given in
+// also, such as the token the request carried.
+func (c *Client) scrub(text string, also ...string) string {
+	secrets := append(append(c.tokens.liveSecrets(), c.secrets...), also...)
+	for _, s := range secrets {
+		if len(s) >= 4 {
+			text = strings.ReplaceAll(text, s, secretMask)
+		}
 	}
 	return text
 }

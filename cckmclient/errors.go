@@ -1,6 +1,8 @@
 package cckmclient
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -97,8 +99,17 @@ func (e *UnreachableError) Error() string { return fmt.Sprintf("%s: no answer: %
 // Unwrap returns the underlying network error.
 func (e *UnreachableError) Unwrap() error { return e.Err }
 
-// Retryable is always true: the next try may get through.
-func (e *UnreachableError) Retryable() bool { return true }
+// Retryable is true but for a certificate CipherTrust Manager's TLS
+// handshake could not verify: that is a setting to fix (CCKM_CA_FILE), and
+// trying again cannot help.
+func (e *UnreachableError) Retryable() bool {
+	var verifyErr *tls.CertificateVerificationError
+	var unknownAuthority x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	return !errors.As(e.Err, &verifyErr) && !errors.As(e.Err, &unknownAuthority) &&
+		!errors.As(e.Err, &hostname) && !errors.As(e.Err, &invalid)
+}
 
 // ErrorCode is unreachable.
 func (e *UnreachableError) ErrorCode() messages.ErrorCode { return messages.CodeUnreachable }

@@ -32,7 +32,7 @@ type tokenSource struct {
 	log         zerolog.Logger
 	now         func() time.Time
 	onRenew     func(grant string, err error)
-	scrub       func(string) string
+	scrub       func(text string, also ...string) string
 
 	renewing chan struct{} // a one-slot lock held while a renewal runs
 
@@ -96,6 +96,14 @@ func (ts *tokenSource) current() (string, uint64, bool) {
 		return "", 0, false
 	}
 	return ts.tokenType + " " + ts.jwt, ts.generation, true
+}
+
+// liveSecrets returns the JWT and the refresh token held now, for scrubbing
+// server text.
+func (ts *tokenSource) liveSecrets() []string {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return []string{ts.jwt, ts.refreshToken.Reveal()}
 }
 
 // invalidate drops the JWT of generation gen after CipherTrust Manager

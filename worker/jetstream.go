@@ -118,12 +118,12 @@ func (w *Worker) handleJetStream(ctx context.Context, msg jetstream.Msg, ackWait
 		w.metrics.redelivery(kind)
 	}
 	d := delivery{
-		kind:          kind,
-		payload:       msg.Data(),
-		header:        messages.Header(msg.Headers()),
-		received:      received,
-		priorAttempts: w.attempts.load(seq),
-		final:         deliveries >= w.cfg.MaxDeliveries,
+		kind:     kind,
+		payload:  msg.Data(),
+		header:   messages.Header(msg.Headers()),
+		received: received,
+		prior:    w.attempts.load(seq),
+		final:    deliveries >= w.cfg.MaxDeliveries,
 	}
 
 	stopKeepAlive := keepAlive(msg, ackWait)
@@ -131,7 +131,7 @@ func (w *Worker) handleJetStream(ctx context.Context, msg jetstream.Msg, ackWait
 	stopKeepAlive()
 
 	if out.verdict == verdictRetry {
-		w.attempts.store(seq, out.attempts)
+		w.attempts.store(seq, out)
 		delay := w.cfg.redeliveryDelay(deliveries, out.retryAfter)
 		if ctx.Err() != nil {
 			delay = 0 // abandoned at shutdown: let another instance take it now
@@ -145,7 +145,7 @@ func (w *Worker) handleJetStream(ctx context.Context, msg jetstream.Msg, ackWait
 
 	if err := w.publishResult(ctx, out.result, out.request, ""); err != nil {
 		w.log.Error().Err(err).Msg("cannot publish the result; the request will be delivered again")
-		w.attempts.store(seq, out.attempts)
+		w.attempts.store(seq, out)
 		_ = msg.NakWithDelay(w.cfg.RetryDelay)
 		return
 	}
@@ -153,7 +153,7 @@ func (w *Worker) handleJetStream(ctx context.Context, msg jetstream.Msg, ackWait
 		info := deadLetterInfo{deliveries: deliveries, sequence: seq, subject: msg.Subject()}
 		if err := w.publishDeadLetter(ctx, d, out, info); err != nil {
 			w.log.Error().Err(err).Msg("cannot publish the dead letter; the request will be delivered again")
-			w.attempts.store(seq, out.attempts)
+			w.attempts.store(seq, out)
 			_ = msg.NakWithDelay(w.cfg.RetryDelay)
 			return
 		}

@@ -73,9 +73,11 @@ func TestTheLastFailedDeliveryIsDeadLetteredAndTerminated(t *testing.T) {
 	defer cancel()
 	stream, err := env.js.Stream(ctx, DeadLetterStream)
 	require.NoError(t, err)
-	info, err := stream.Info(ctx)
-	require.NoError(t, err)
-	assert.Equal(t, uint64(1), info.State.Msgs, "the dead letter is stored in %s", DeadLetterStream)
+	// The core subscriber may see the copy before the stream has stored it.
+	require.Eventually(t, func() bool {
+		info, err := stream.Info(ctx)
+		return err == nil && info.State.Msgs == 1
+	}, 5*time.Second, 10*time.Millisecond, "the dead letter is stored in %s", DeadLetterStream)
 
 	env.requireNothingPending(t)
 	require.Len(t, env.cm.CallsFor(id), 4, "no further delivery after the dead letter")
@@ -223,4 +225,22 @@ func TestTwoWorkersShareTheConsumerAndAnswerAllRequests(t *testing.T) {
 	assert.Positive(t, handled[0].Load(), "the first worker took a share")
 	assert.Positive(t, handled[1].Load(), "the second worker took a share")
 	env.requireNothingPending(t)
+}
+
+func TestHTTPStatusIsTheLastReceivedAcrossDeliveries(t *testing.T) {
+	env := newTestEnv(t, cckmtest.Options{})
+	results := env.watchResults(t, messages.SubjectResults)
+	env.startWorker(t, testConfig(ModeJetStream), env.client(t, nil))
+
+	id := messages.NewRequestID()
+	// Delivery 1: two 503s. Delivery 2 (the last): no answer at all.
+	env.cm.Script(id, cckmtest.Step{Status: 503}, cckmtest.Step{Status: 503},
+		cckmtest.Step{Drop: true}, cckmtest.Step{Drop: true})
+	env.publish(t, messages.KindRefresh, id, nil)
+
+	result, _ := results.next(t)
+	require.NotNil(t, result.Error)
+	assert.Equal(t, messages.CodeUnreachable, result.Error.Code)
+	assert.Equal(t, 503, result.HTTPStatus, "the last status received, from the first delivery")
+	assert.Equal(t, 4, result.Attempts)
 }

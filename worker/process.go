@@ -22,9 +22,9 @@ type delivery struct {
 	payload  []byte
 	header   messages.Header
 	received time.Time
-	// priorAttempts is the number of HTTP attempts earlier deliveries of the
-	// same request made, where known.
-	priorAttempts int
+	// prior is what earlier deliveries of the same request learned, where
+	// known.
+	prior priorDeliveries
 	// final is true when no redelivery will follow a transient failure.
 	final bool
 }
@@ -46,8 +46,10 @@ type outcome struct {
 	verdict verdict
 	request messages.Request
 	result  messages.Result
-	// attempts is the HTTP attempts made so far, this delivery's included.
-	attempts int
+	// attempts is the HTTP attempts made so far, this delivery's included,
+	// and httpStatus the last HTTP status received in any of them.
+	attempts   int
+	httpStatus int
 	// retryAfter is the wait CipherTrust Manager asked for, if any.
 	retryAfter time.Duration
 	// deadLetter is true when a transient failure ended on the last
@@ -74,8 +76,16 @@ func process(ctx context.Context, canceler Canceler, d delivery, now func() time
 	}
 
 	resp, err := canceler.Cancel(cckmclient.WithTraceparent(ctx, req.Traceparent), d.kind, req.ID)
-	out := outcome{verdict: verdictDone, request: req, attempts: d.priorAttempts + resp.Attempts}
-	result.HTTPStatus = resp.HTTPStatus
+	out := outcome{
+		verdict:    verdictDone,
+		request:    req,
+		attempts:   d.prior.attempts + resp.Attempts,
+		httpStatus: resp.HTTPStatus,
+	}
+	if out.httpStatus == 0 {
+		out.httpStatus = d.prior.httpStatus
+	}
+	result.HTTPStatus = out.httpStatus
 	result.Attempts = out.attempts
 	if resp.Job != nil {
 		result.Job = resp.Job.Raw

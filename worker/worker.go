@@ -58,7 +58,7 @@ func New(cfg Config, nc *nats.Conn, canceler Canceler, log zerolog.Logger, metri
 		metrics:  metrics,
 		now:      time.Now,
 		slots:    make(chan struct{}, cfg.Concurrency),
-		attempts: attemptCounts{counts: map[uint64]int{}},
+		attempts: attemptCounts{counts: map[uint64]priorDeliveries{}},
 	}, nil
 }
 
@@ -152,24 +152,31 @@ func (w *Worker) logOutcome(out outcome, deliveries int) {
 	event.Msg("request done")
 }
 
-// attemptCounts remembers the HTTP attempts of requests that are waiting
-// for redelivery, by stream sequence, so that attempts counts across the
-// deliveries this instance handled.
+// attemptCounts remembers, by stream sequence, what earlier deliveries of
+// requests waiting for redelivery learned: their HTTP attempts and the last
+// HTTP status received. So attempts and http_status span the deliveries
+// this instance handled.
 type attemptCounts struct {
 	mu     sync.Mutex
-	counts map[uint64]int
+	counts map[uint64]priorDeliveries
 }
 
-func (a *attemptCounts) load(seq uint64) int {
+// priorDeliveries is what earlier deliveries of one request learned.
+type priorDeliveries struct {
+	attempts   int
+	httpStatus int
+}
+
+func (a *attemptCounts) load(seq uint64) priorDeliveries {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.counts[seq]
 }
 
-func (a *attemptCounts) store(seq uint64, n int) {
+func (a *attemptCounts) store(seq uint64, out outcome) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.counts[seq] = n
+	a.counts[seq] = priorDeliveries{attempts: out.attempts, httpStatus: out.httpStatus}
 }
 
 func (a *attemptCounts) forget(seq uint64) {
