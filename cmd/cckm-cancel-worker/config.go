@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -92,22 +93,34 @@ var settings = []setting{
 // setting at fault, in one line.
 func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("cckm-cancel-worker", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// A parse error is reported by the caller in one line; only a request
+	// for help prints the usage.
+	fs.SetOutput(io.Discard)
+	// A flag's default is the built-in one, never the environment's value:
+	// the usage text prints defaults, and the environment holds secrets.
 	values := map[string]*string{}
 	for i := range settings {
 		s := &settings[i]
-		value := getenv(s.env)
-		if value == "" {
-			value = s.def
-		}
-		values[s.env] = fs.String(flagName(s.env), value, s.usage+" ("+s.env+")")
+		values[s.env] = fs.String(flagName(s.env), s.def, s.usage+" ("+s.env+")")
 		if s.secret {
-			values[s.env+"_FILE"] = fs.String(flagName(s.env+"_FILE"), getenv(s.env+"_FILE"), "file holding "+s.env+" ("+s.env+"_FILE)")
+			values[s.env+"_FILE"] = fs.String(flagName(s.env+"_FILE"), "", "file holding "+s.env+" ("+s.env+"_FILE)")
 		}
 	}
 	dev := fs.Bool("dev", false, "dev mode: embedded NATS on 127.0.0.1:4222 and a simulated CipherTrust Manager")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fmt.Fprintf(stderr, "Usage of %s:\n", fs.Name())
+			fs.PrintDefaults()
+		}
 		return config{}, err
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for env, value := range values {
+		if fromEnv := getenv(env); fromEnv != "" && !given[flagName(env)] {
+			*value = fromEnv
+		}
 	}
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -172,6 +185,15 @@ func (c *config) validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		return fmt.Errorf("HTTP_ADDR %q: must be host:port or :port", c.HTTPAddr)
+	}
+	for _, server := range strings.Split(c.NATSURL, ",") {
+		// As nats.go reads it: a URL without a scheme is nats://.
+		if server = strings.TrimSpace(server); !strings.Contains(server, "://") {
+			server = "nats://" + server
+		}
+		if _, err := url.Parse(server); err != nil {
+			return fmt.Errorf("NATS_URL %q: not a valid URL", redactedURLs(c.NATSURL))
+		}
 	}
 	if (c.NATSCertFile == "") != (c.NATSKeyFile == "") {
 		return errors.New("NATS_CERT_FILE and NATS_KEY_FILE go together: set both or neither")

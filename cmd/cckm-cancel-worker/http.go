@@ -65,14 +65,22 @@ func redactedURLs(list string) string {
 	parts := strings.Split(list, ",")
 	for i, part := range parts {
 		part = strings.TrimSpace(part)
-		if u, err := url.Parse(part); err == nil && u.User != nil {
-			parts[i] = u.Redacted()
+		u, err := url.Parse(part)
+		switch {
+		case err == nil && u.User != nil:
+			part = u.Redacted()
 			if _, hasPassword := u.User.Password(); !hasPassword {
 				// A bare user part is a token: hide it too.
 				u.User = url.User("xxxxx")
-				parts[i] = u.String()
+				part = u.String()
 			}
-			continue
+		case err != nil && strings.Contains(part, "@"):
+			// Unparseable: hide everything that may be user information.
+			at, start := strings.LastIndex(part, "@"), strings.Index(part, "://")+len("://")
+			if start < len("://") || start > at {
+				start = 0
+			}
+			part = part[:start] + "xxxxx" + part[at:]
 		}
 		parts[i] = part
 	}

@@ -51,6 +51,8 @@ func mainExit(args []string, getenv func(string) string, stdout, stderr io.Write
 
 func newLogger(cfg config, out io.Writer) zerolog.Logger {
 	zerolog.TimeFieldFormat = time.RFC3339Nano
+	zerolog.DurationFieldUnit = time.Second // durations in the log are seconds, with fractions
+	zerolog.DurationFieldInteger = false
 	var w io.Writer = out
 	if cfg.LogFormat == "console" {
 		w = zerolog.ConsoleWriter{Out: out, TimeFormat: time.TimeOnly}
