@@ -1,0 +1,231 @@
+// Command cckm-bench measures the worker against the limit CipherTrust
+// Manager itself allows. In one run, on one embedded NATS server and one
+// cckmtest fake with a configurable latency, it measures:
+//
+//   - limit: direct HTTP cancels at concurrency C with the worker's client
+//     settings;
+//   - jetstream: the worker binary in jetstream mode at WORKER_CONCURRENCY=C;
+//   - core: the worker binary in core mode;
+//   - backlog: the worker's peak RSS while it works off a backlog of
+//     requests already waiting in the stream, at two backlog sizes.
+//
+// It prints throughput, the ratio to the limit, p50 and p99
+// publish-to-result latency (at full load and at low load), the latency the
+// worker adds at low load, and the worker process's peak RSS (VmHWM).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/cckm/cckm-cancel-worker/cckmclient/cckmtest"
+)
+
+// benchConfig is what one run measures.
+type benchConfig struct {
+	latencies   []time.Duration
+	concurrency int
+	requests    int
+	lowLoad     int
+	backlogs    []int
+	workerBin   string
+	modes       []string
+}
+
+func main() {
+	cfg := benchConfig{}
+	latencies := flag.String("latency", "20ms,0ms", "CipherTrust Manager latencies to measure, comma-separated")
+	flag.IntVar(&cfg.concurrency, "c", 64, "concurrency C: WORKER_CONCURRENCY and the direct client's")
+	flag.IntVar(&cfg.requests, "n", 20000, "requests per throughput run")
+	flag.IntVar(&cfg.lowLoad, "low", 300, "requests of the low-load latency run (one at a time)")
+	backlogs := flag.String("backlog", "10000,100000", "backlog sizes for the RSS runs (empty: skip)")
+	modes := flag.String("modes", "jetstream,core", "worker modes to measure")
+	flag.StringVar(&cfg.workerBin, "worker", "", "worker binary (default: build ./cmd/cckm-cancel-worker)")
+	flag.Parse()
+
+	var err error
+	if cfg.latencies, err = parseDurations(*latencies); err != nil {
+		fail(err)
+	}
+	if cfg.backlogs, err = parseInts(*backlogs); err != nil {
+		fail(err)
+	}
+	cfg.modes = strings.Split(*modes, ",")
+	if err := runBench(cfg); err != nil {
+		fail(err)
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "cckm-bench:", err)
+	os.Exit(1)
+}
+
+func runBench(cfg benchConfig) error {
+	if cfg.workerBin == "" {
+		dir, err := os.MkdirTemp("", "cckm-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		cfg.workerBin = filepath.Join(dir, "cckm-cancel-worker")
+		build := exec.Command("go", "build", "-trimpath", "-o", cfg.workerBin, "./cmd/cckm-cancel-worker")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("build the worker (run from the repository root): %w", err)
+		}
+	}
+	printMachine(cfg)
+	for _, latency := range cfg.latencies {
+		if err := runLatency(cfg, latency); err != nil {
+			return err
+		}
+	}
+	if len(cfg.backlogs) > 0 {
+		return runBacklogs(cfg)
+	}
+	return nil
+}
+
+// runLatency measures the limit and each mode at one CM latency.
+func runLatency(cfg benchConfig, latency time.Duration) error {
+	fmt.Printf("\n## CipherTrust Manager latency %v, C=%d, %d requests\n\n", latency, cfg.concurrency, cfg.requests)
+	fmt.Println(tableHeader)
+	ns, err := startNATS()
+	if err != nil {
+		return err
+	}
+	defer shutdownNATS(ns)
+	cm := cckmtest.NewServer(cckmtest.Options{
+		Username: benchUser, Password: benchPassword, AnyJob: true, NoRecord: true, Latency: latency,
+		SettleAfter: -1,
+	})
+	defer cm.Close()
+
+	limit, err := measureDirect(cm.URL(), cfg.concurrency, cfg.requests, cfg.lowLoad)
+	if err != nil {
+		return err
+	}
+	limit.print(limit)
+	for _, mode := range cfg.modes {
+		row, err := measureWorker(cfg, ns, cm.URL(), mode)
+		if err != nil {
+			return fmt.Errorf("%s: %w", mode, err)
+		}
+		row.addedP50 = row.lowP50 - limit.lowP50
+		row.print(limit)
+	}
+	return nil
+}
+
+// runBacklogs measures the worker's peak RSS while it works off backlogs of
+// different sizes that were waiting in the stream before it started.
+func runBacklogs(cfg benchConfig) error {
+	fmt.Printf("\n## Backlog: requests waiting in CCKM_CANCEL before the worker starts (CM latency 0, C=%d)\n\n", cfg.concurrency)
+	fmt.Println("| backlog | drain time | throughput (req/s) | worker peak RSS |")
+	fmt.Println("|---:|---:|---:|---:|")
+	for _, backlog := range cfg.backlogs {
+		ns, err := startNATS()
+		if err != nil {
+			return err
+		}
+		cm := cckmtest.NewServer(cckmtest.Options{
+			Username: benchUser, Password: benchPassword, AnyJob: true, NoRecord: true, SettleAfter: -1,
+		})
+		elapsed, rss, err := measureBacklog(cfg, ns, cm.URL(), backlog)
+		cm.Close()
+		shutdownNATS(ns)
+		if err != nil {
+			return fmt.Errorf("backlog %d: %w", backlog, err)
+		}
+		fmt.Printf("| %d | %.2fs | %.0f | %.1f MiB |\n", backlog, elapsed.Seconds(),
+			float64(backlog)/elapsed.Seconds(), float64(rss)/(1<<20))
+	}
+	return nil
+}
+
+func startNATS() (*server.Server, error) {
+	dir, err := os.MkdirTemp("", "cckm-bench-nats-")
+	if err != nil {
+		return nil, err
+	}
+	ns, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true,
+		JetStreamMaxMemory: 1 << 30, JetStreamMaxStore: 8 << 30,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		return nil, fmt.Errorf("embedded NATS did not start")
+	}
+	return ns, nil
+}
+
+func shutdownNATS(ns *server.Server) {
+	dir := ns.JetStreamConfig().StoreDir
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	_ = os.RemoveAll(dir)
+}
+
+func printMachine(cfg benchConfig) {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "model name") {
+				model = strings.TrimSpace(strings.SplitN(line, ":", 2)[1])
+				break
+			}
+		}
+	}
+	fmt.Printf("# cckm-bench %s\n\n", time.Now().UTC().Format(time.RFC3339))
+	fmt.Printf("machine: %s, %d CPUs, %s %s/%s; NATS server, fake CM, load driver and worker share it\n",
+		model, runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Printf("worker binary: %s\n", cfg.workerBin)
+}
+
+func parseDurations(list string) ([]time.Duration, error) {
+	var out []time.Duration
+	for _, s := range strings.Split(list, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return nil, fmt.Errorf("-latency %q: %w", s, err)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func parseInts(list string) ([]int, error) {
+	var out []int
+	for _, s := range strings.Split(list, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		var n int
+		if _, err := fmt.Sscan(s, &n); err != nil || n <= 0 {
+			return nil, fmt.Errorf("-backlog %q: not a positive number", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// context for the whole of one measurement.
+func measureContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 10*time.Minute)
+}

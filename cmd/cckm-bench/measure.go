@@ -1,0 +1,363 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cckm/cckm-cancel-worker/cckmclient"
+	"github.com/cckm/cckm-cancel-worker/messages"
+)
+
+const (
+	benchUser     = "bench"
+	benchPassword = "bench-password"
+)
+
+const tableHeader = "| run | throughput (req/s) | ratio to limit | p50 | p99 | p50 low load | p99 low load | added p50 low load | worker peak RSS |\n" +
+	"|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+
+// row is one line of the table.
+type row struct {
+	name             string
+	throughput       float64
+	p50, p99         time.Duration
+	lowP50, lowP99   time.Duration
+	addedP50         time.Duration
+	rss              int64
+	errors, failures int
+}
+
+func (r row) print(limit row) {
+	rss, added := "—", "—"
+	if r.rss > 0 {
+		rss = fmt.Sprintf("%.1f MiB", float64(r.rss)/(1<<20))
+	}
+	if r.name != "limit" {
+		added = ms(r.addedP50)
+	}
+	fmt.Printf("| %s | %.0f | %.3f | %s | %s | %s | %s | %s | %s |\n", r.name, r.throughput,
+		r.throughput/limit.throughput, ms(r.p50), ms(r.p99), ms(r.lowP50), ms(r.lowP99), added, rss)
+	if r.failures > 0 || r.errors > 0 {
+		fmt.Printf("|  ↳ %d results not canceled, %d errors | | | | | | | | |\n", r.failures, r.errors)
+	}
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
+
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted)-1) * p)
+	return sorted[i]
+}
+
+// newClient is the worker's client with its default settings.
+func newClient(url string, concurrency int) (*cckmclient.Client, error) {
+	return cckmclient.New(cckmclient.Config{
+		BaseURL:         url,
+		Credentials:     cckmclient.Credentials{Username: benchUser, Password: benchPassword},
+		MaxConnsPerHost: max(cckmclient.DefaultMaxConnsPerHost, concurrency),
+	})
+}
+
+// measureDirect is the limit: n cancels by `concurrency` goroutines sharing
+// one client, then lowLoad cancels one at a time.
+func measureDirect(url string, concurrency, n, lowLoad int) (row, error) {
+	client, err := newClient(url, concurrency)
+	if err != nil {
+		return row{}, err
+	}
+	ctx, cancel := measureContext()
+	defer cancel()
+	if _, err := client.CancelRefresh(ctx, messages.NewRequestID()); err != nil { // log in first
+		return row{}, err
+	}
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = messages.NewRequestID()
+	}
+	latencies := make([]time.Duration, n)
+	var next atomic.Int64
+	var errs atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				t0 := time.Now()
+				if _, err := client.CancelRefresh(ctx, ids[i]); err != nil {
+					errs.Add(1)
+				}
+				latencies[i] = time.Since(t0)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	slices.Sort(latencies)
+	r := row{name: "limit", throughput: float64(n) / elapsed.Seconds(),
+		p50: percentile(latencies, .5), p99: percentile(latencies, .99), errors: int(errs.Load())}
+
+	low := make([]time.Duration, 0, lowLoad)
+	for range lowLoad {
+		t0 := time.Now()
+		if _, err := client.CancelRefresh(ctx, messages.NewRequestID()); err != nil {
+			r.errors++
+		}
+		low = append(low, time.Since(t0))
+	}
+	slices.Sort(low)
+	r.lowP50, r.lowP99 = percentile(low, .5), percentile(low, .99)
+	return r, nil
+}
+
+// collector matches results to the time their request was published.
+type collector struct {
+	mu        sync.Mutex
+	sent      map[string]time.Time
+	latencies []time.Duration
+	failures  int
+	last      time.Time
+	want      int
+	done      chan struct{}
+}
+
+func newCollector(want int) *collector {
+	return &collector{sent: make(map[string]time.Time, want), want: want, done: make(chan struct{})}
+}
+
+func (c *collector) publishing(requestID string) {
+	c.mu.Lock()
+	c.sent[requestID] = time.Now()
+	c.mu.Unlock()
+}
+
+func (c *collector) onResult(msg *nats.Msg) {
+	now := time.Now()
+	var result struct {
+		RequestID string          `json:"request_id"`
+		Status    messages.Status `json:"status"`
+	}
+	if json.Unmarshal(msg.Data, &result) != nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sentAt, ok := c.sent[result.RequestID]
+	if !ok {
+		return // not ours, or a duplicate
+	}
+	delete(c.sent, result.RequestID)
+	c.latencies = append(c.latencies, now.Sub(sentAt))
+	if result.Status != messages.StatusCanceled {
+		c.failures++
+	}
+	c.last = now
+	if len(c.latencies) == c.want {
+		close(c.done)
+	}
+}
+
+func (c *collector) wait(ctx context.Context) error {
+	select {
+	case <-c.done:
+		return nil
+	case <-ctx.Done():
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return fmt.Errorf("%d of %d results after %v", len(c.latencies), c.want, ctx.Err())
+	}
+}
+
+// sender publishes requests as a producer would in each mode.
+type sender struct {
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	mode string
+}
+
+func (s sender) send(requestID string) error {
+	msg := &nats.Msg{Subject: messages.SubjectRefresh, Data: []byte(messages.NewRequestID()),
+		Header: nats.Header{messages.HeaderMsgID: {requestID}}}
+	if s.mode == "core" {
+		return s.nc.PublishMsg(msg)
+	}
+	_, err := s.js.PublishMsgAsync(msg)
+	return err
+}
+
+func (s sender) flush(ctx context.Context) error {
+	if s.mode == "core" {
+		return s.nc.FlushWithContext(ctx)
+	}
+	select {
+	case <-s.js.PublishAsyncComplete():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// measureWorker runs the worker binary in mode and measures a throughput
+// run of cfg.requests and a low-load run of cfg.lowLoad requests.
+func measureWorker(cfg benchConfig, ns *server.Server, cmURL, mode string) (row, error) {
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		return row{}, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return row{}, err
+	}
+	if err := resetStreams(js); err != nil {
+		return row{}, err
+	}
+	proc, err := startWorker(cfg.workerBin, ns.ClientURL(), cmURL, mode, cfg.concurrency)
+	if err != nil {
+		return row{}, err
+	}
+	defer proc.stop()
+
+	ctx, cancel := measureContext()
+	defer cancel()
+	s := sender{nc: nc, js: js, mode: mode}
+	r := row{name: mode}
+
+	// Throughput: publish everything as fast as the producer can.
+	full := newCollector(cfg.requests)
+	sub, err := nc.Subscribe(messages.SubjectResults, full.onResult)
+	if err != nil {
+		return row{}, err
+	}
+	_ = sub.SetPendingLimits(-1, -1)
+	if err := nc.Flush(); err != nil {
+		return row{}, err
+	}
+	start := time.Now()
+	for i := range cfg.requests {
+		requestID := "full-" + strconv.Itoa(i)
+		full.publishing(requestID)
+		if err := s.send(requestID); err != nil {
+			return row{}, err
+		}
+	}
+	if err := s.flush(ctx); err != nil {
+		return row{}, err
+	}
+	if err := full.wait(ctx); err != nil {
+		return row{}, err
+	}
+	_ = sub.Unsubscribe()
+	r.throughput = float64(cfg.requests) / full.last.Sub(start).Seconds()
+	slices.Sort(full.latencies)
+	r.p50, r.p99, r.failures = percentile(full.latencies, .5), percentile(full.latencies, .99), full.failures
+
+	// Low load: one request at a time.
+	var low []time.Duration
+	for i := range cfg.lowLoad {
+		one := newCollector(1)
+		sub, err := nc.Subscribe(messages.SubjectResults, one.onResult)
+		if err != nil {
+			return row{}, err
+		}
+		requestID := "low-" + strconv.Itoa(i)
+		one.publishing(requestID)
+		if err := s.send(requestID); err != nil {
+			return row{}, err
+		}
+		waitCtx, waitCancel := context.WithTimeout(ctx, 10*time.Second)
+		err = one.wait(waitCtx)
+		waitCancel()
+		_ = sub.Unsubscribe()
+		if err != nil {
+			return row{}, err
+		}
+		low = append(low, one.latencies[0])
+		r.failures += one.failures
+	}
+	slices.Sort(low)
+	r.lowP50, r.lowP99 = percentile(low, .5), percentile(low, .99)
+	r.rss = proc.peakRSS()
+	return r, nil
+}
+
+// measureBacklog publishes backlog requests with no worker running, then
+// starts one and times how long it takes to answer them all.
+func measureBacklog(cfg benchConfig, ns *server.Server, cmURL string, backlog int) (time.Duration, int64, error) {
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		return 0, 0, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return 0, 0, err
+	}
+	// Let a worker create the streams, then stop it.
+	proc, err := startWorker(cfg.workerBin, ns.ClientURL(), cmURL, "jetstream", cfg.concurrency)
+	if err != nil {
+		return 0, 0, err
+	}
+	proc.stop()
+
+	ctx, cancel := measureContext()
+	defer cancel()
+	results := newCollector(backlog)
+	sub, err := nc.Subscribe(messages.SubjectResults, results.onResult)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer sub.Unsubscribe()
+	_ = sub.SetPendingLimits(-1, -1)
+	s := sender{nc: nc, js: js, mode: "jetstream"}
+	for i := range backlog {
+		requestID := "backlog-" + strconv.Itoa(i)
+		results.publishing(requestID)
+		if err := s.send(requestID); err != nil {
+			return 0, 0, err
+		}
+	}
+	if err := s.flush(ctx); err != nil {
+		return 0, 0, err
+	}
+	start := time.Now()
+	proc, err = startWorker(cfg.workerBin, ns.ClientURL(), cmURL, "jetstream", cfg.concurrency)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer proc.stop()
+	if err := results.wait(ctx); err != nil {
+		return 0, 0, err
+	}
+	return results.last.Sub(start), proc.peakRSS(), nil
+}
+
+// resetStreams deletes the worker's streams so each run starts empty.
+func resetStreams(js jetstream.JetStream) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, name := range []string{"CCKM_CANCEL", "CCKM_CANCEL_RESULTS", "CCKM_CANCEL_DEAD"} {
+		if err := js.DeleteStream(ctx, name); err != nil && err != jetstream.ErrStreamNotFound {
+			return fmt.Errorf("delete stream %s: %w", name, err)
+		}
+	}
+	return nil
+}

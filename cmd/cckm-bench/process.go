@@ -1,0 +1,111 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// workerProcess is a worker binary the benchmark started.
+type workerProcess struct {
+	cmd     *exec.Cmd
+	output  *bytes.Buffer
+	done    chan error
+	stopped bool
+}
+
+// startWorker runs the worker binary against the benchmark's NATS and CM
+// and waits until /readyz answers 200.
+func startWorker(bin, natsURL, cmURL, mode string, concurrency int) (*workerProcess, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	cmd := exec.Command(bin)
+	cmd.Env = []string{
+		"PATH=" + os.Getenv("PATH"),
+		"NATS_URL=" + natsURL,
+		"CCKM_URL=" + cmURL,
+		"CCKM_USERNAME=" + benchUser,
+		"CCKM_PASSWORD=" + benchPassword,
+		"WORKER_MODE=" + mode,
+		"WORKER_CONCURRENCY=" + strconv.Itoa(concurrency),
+		"HTTP_ADDR=" + addr,
+		"LOG_LEVEL=warn",
+	}
+	output := &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = output, output
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &workerProcess{cmd: cmd, output: output, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait() }()
+
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p, nil
+			}
+		}
+		select {
+		case err := <-p.done:
+			return nil, fmt.Errorf("worker exited: %v\n%s", err, output.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	p.stop()
+	return nil, fmt.Errorf("worker not ready in 30s:\n%s", output.String())
+}
+
+// stop sends SIGTERM and waits for the worker to exit.
+func (p *workerProcess) stop() {
+	if p.stopped {
+		return
+	}
+	p.stopped = true
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(60 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// peakRSS is the worker's peak resident set size (VmHWM), in bytes.
+func (p *workerProcess) peakRSS() int64 {
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			fields := strings.Fields(line)
+			if len(fields) >= 2 {
+				kib, _ := strconv.ParseInt(fields[1], 10, 64)
+				return kib << 10
+			}
+		}
+	}
+	return 0
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
