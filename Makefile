@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin/cckm-cancel-worker
 PKGS     := ./...
 
-.PHONY: all build run test bench lint fuzz clean
+.PHONY: all build run test chaos bench lint fuzz clean
 
 all: lint test build
 
@@ -18,6 +18,10 @@ run:
 ## test: every test with the race detector (fuzz seed corpora included)
 test:
 	$(GO) test -race -count=1 -timeout 10m $(PKGS)
+
+## chaos: the chaos tests (kill -9, NATS restart, a cluster node lost, CM faults, short-lived JWTs)
+chaos:
+	CCKM_CHAOS=1 $(GO) test -race -count=1 -timeout 15m -v ./chaos
 
 ## bench: the worker against the limit CipherTrust Manager allows (see README); BENCHFLAGS=-h for options
 BENCHFLAGS ?=

@@ -183,6 +183,11 @@ func newAPIError(op string, status int, header http.Header, body []byte, now tim
 	return apiErr
 }
 
+// maxRetryAfterSeconds caps a Retry-After in seconds, so that a huge value
+// cannot overflow a time.Duration (found by FuzzDecodeResponse). A day is
+// far past any retry budget.
+const maxRetryAfterSeconds = 24 * 60 * 60
+
 // parseRetryAfter reads a Retry-After value, in seconds or as an HTTP date.
 func parseRetryAfter(value string, now time.Time) time.Duration {
 	value = strings.TrimSpace(value)
@@ -193,7 +198,7 @@ func parseRetryAfter(value string, now time.Time) time.Duration {
 		if seconds < 0 {
 			return 0
 		}
-		return time.Duration(seconds) * time.Second
+		return time.Duration(min(seconds, maxRetryAfterSeconds)) * time.Second
 	}
 	if at, err := http.ParseTime(value); err == nil && at.After(now) {
 		return at.Sub(now)

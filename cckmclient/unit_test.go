@@ -69,6 +69,7 @@ func TestParseRetryAfter(t *testing.T) {
 	assert.Equal(t, time.Duration(0), parseRetryAfter("", now))
 	assert.Equal(t, time.Duration(0), parseRetryAfter("-1", now))
 	assert.Equal(t, time.Duration(0), parseRetryAfter("soon", now))
+	assert.Equal(t, 24*time.Hour, parseRetryAfter("8000000000000", now), "capped, not overflowed")
 	assert.Equal(t, 90*time.Second, parseRetryAfter(now.Add(90*time.Second).Format(http.TimeFormat), now))
 	assert.Equal(t, time.Duration(0), parseRetryAfter(now.Add(-time.Minute).Format(http.TimeFormat), now))
 }
