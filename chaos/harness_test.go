@@ -233,7 +233,11 @@ func checkResults(t *testing.T, js jetstream.JetStream, sent []string) tally {
 		}
 	}
 	for _, r := range results {
-		tl.statuses[r.Status]++
+		status := r.Status
+		if r.Error != nil {
+			status += messages.Status("/" + r.Error.Code)
+		}
+		tl.statuses[status]++
 	}
 	report := fmt.Sprintf("chaos %s: sent %d, results %d, lost %d, duplicates %d, statuses %v",
 		t.Name(), tl.sent, tl.results, tl.lost, tl.duplicates, tl.statuses)

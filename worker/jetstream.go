@@ -118,12 +118,13 @@ func (w *Worker) handleJetStream(ctx context.Context, msg jetstream.Msg, ackWait
 		w.metrics.redelivery(kind)
 	}
 	d := delivery{
-		kind:     kind,
-		payload:  msg.Data(),
-		header:   messages.Header(msg.Headers()),
-		received: received,
-		prior:    w.attempts.load(seq),
-		final:    deliveries >= w.cfg.MaxDeliveries,
+		kind:        kind,
+		payload:     msg.Data(),
+		header:      messages.Header(msg.Headers()),
+		received:    received,
+		prior:       w.attempts.load(seq),
+		final:       deliveries >= w.cfg.MaxDeliveries,
+		redelivered: deliveries > 1,
 	}
 
 	stopKeepAlive := keepAlive(msg, ackWait)

@@ -4,16 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/cckm/cckm-cancel-worker/cckmclient"
 	"github.com/cckm/cckm-cancel-worker/messages"
 )
 
-// Canceler cancels one job in CipherTrust Manager. *cckmclient.Client is
-// one.
+// Canceler cancels and reads jobs in CipherTrust Manager.
+// *cckmclient.Client is one.
 type Canceler interface {
 	Cancel(ctx context.Context, kind messages.Kind, id string) (cckmclient.Response, error)
+	Get(ctx context.Context, kind messages.Kind, id string) (cckmclient.Response, error)
 }
 
 // delivery is one request as it reached the worker, whatever the mode.
@@ -27,6 +29,9 @@ type delivery struct {
 	prior priorDeliveries
 	// final is true when no redelivery will follow a transient failure.
 	final bool
+	// redelivered is true when an earlier delivery of the request may have
+	// reached CipherTrust Manager already.
+	redelivered bool
 }
 
 // verdict is what the broker edge must do with a request.
@@ -75,7 +80,11 @@ func process(ctx context.Context, canceler Canceler, d delivery, now func() time
 		return outcome{verdict: verdictRejected, request: req, result: result}
 	}
 
-	resp, err := canceler.Cancel(cckmclient.WithTraceparent(ctx, req.Traceparent), d.kind, req.ID)
+	callCtx := cckmclient.WithTraceparent(ctx, req.Traceparent)
+	resp, err := canceler.Cancel(callCtx, d.kind, req.ID)
+	if d.redelivered && isConflict(err) {
+		resp, err = checkEarlierCancel(callCtx, canceler, d.kind, req.ID, resp, err)
+	}
 	out := outcome{
 		verdict:    verdictDone,
 		request:    req,
@@ -117,6 +126,28 @@ func process(ctx context.Context, canceler Canceler, d delivery, now func() time
 	result.CompletedAt = messages.NewTimestamp(now())
 	out.result = result
 	return out
+}
+
+func isConflict(err error) bool {
+	var apiErr *cckmclient.APIError
+	return errors.As(err, &apiErr) && apiErr.StatusCode == http.StatusConflict
+}
+
+// checkEarlierCancel handles a 409 on a redelivered request: an earlier
+// delivery may have canceled the job and died before its result was
+// published, and the job has finished since. A GET that shows the job with
+// abort true makes the request canceled, with the job as the GET returned
+// it. Otherwise the 409 stands. A first delivery's 409 is never turned
+// around: that job was not canceled by this request.
+func checkEarlierCancel(ctx context.Context, canceler Canceler, kind messages.Kind, id string,
+	cancelResp cckmclient.Response, cancelErr error) (cckmclient.Response, error) {
+	getResp, err := canceler.Get(ctx, kind, id)
+	if err != nil || getResp.Job == nil || !getResp.Job.Abort {
+		cancelResp.Attempts += getResp.Attempts
+		return cancelResp, cancelErr
+	}
+	getResp.Attempts += cancelResp.Attempts
+	return getResp, nil
 }
 
 func abortNotSetMessage(resp cckmclient.Response) string {
