@@ -73,6 +73,15 @@ type Config struct {
 	// the worker creates it: copies of a result published within it are
 	// dropped.
 	DuplicateWindow time.Duration
+	// Follow follows every canceled job to its end (contract §6); a JSON
+	// request can ask for it with "follow": true.
+	Follow bool
+	// FollowTimeout is how long a follow polls before it publishes
+	// settled: false.
+	FollowTimeout time.Duration
+	// FollowInterval is the wait before the second poll; it doubles with
+	// every poll, up to 30 s.
+	FollowInterval time.Duration
 }
 
 // Defaults for Config.
@@ -85,6 +94,8 @@ const (
 	DefaultShutdownTimeout = 30 * time.Second
 	DefaultResultRetention = 7 * 24 * time.Hour
 	DefaultDuplicateWindow = 10 * time.Minute
+	DefaultFollowTimeout   = 15 * time.Minute
+	DefaultFollowInterval  = 2 * time.Second
 )
 
 func (c *Config) setDefaults() {
@@ -114,6 +125,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.DuplicateWindow <= 0 {
 		c.DuplicateWindow = DefaultDuplicateWindow
+	}
+	if c.FollowTimeout <= 0 {
+		c.FollowTimeout = DefaultFollowTimeout
+	}
+	if c.FollowInterval <= 0 {
+		c.FollowInterval = DefaultFollowInterval
 	}
 }
 

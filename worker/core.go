@@ -87,10 +87,10 @@ func (w *Worker) setUpCoreOutputs(ctx context.Context) {
 // handles the request in its own goroutine.
 func (w *Worker) receiveCore(workCtx context.Context, kind messages.Kind, msg *nats.Msg) {
 	received := w.now()
-	if !w.acquire(workCtx) {
+	if !acquire(workCtx, w.slots) {
 		return
 	}
-	w.spawn(func() { w.handleCore(workCtx, kind, msg, received) })
+	w.spawn(w.slots, func() { w.handleCore(workCtx, kind, msg, received) })
 }
 
 // handleCore processes one core-mode request: at most once, so every
@@ -113,6 +113,12 @@ func (w *Worker) handleCore(ctx context.Context, kind messages.Kind, msg *nats.M
 	if err := w.publishResult(ctx, out.result, out.request, msg.Reply); err != nil {
 		w.log.Error().Err(err).Str("request_id", out.result.RequestID).Msg("cannot publish the result")
 		return
+	}
+	if w.wantsFollow(out) {
+		if err := w.publishFollowTask(ctx, out); err != nil {
+			w.log.Warn().Err(err).Str("request_id", out.result.RequestID).
+				Msg("cannot follow the job: core mode follows only when NATS has JetStream")
+		}
 	}
 	w.logOutcome(out, 0)
 }

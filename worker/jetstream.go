@@ -39,7 +39,9 @@ func (w *Worker) runJetStream(ctx, workCtx context.Context) error {
 		w.bound.Store(true)
 		w.log.Info().Str("stream", RequestStream).Str("consumer", ConsumerName).
 			Int("concurrency", w.cfg.Concurrency).Dur("ack_wait", ackWait).Msg("consuming requests")
-		err = w.consume(ctx, workCtx, cons, ackWait)
+		err = w.consume(ctx, cons, w.slots, func(msg jetstream.Msg) {
+			w.handleJetStream(workCtx, msg, ackWait)
+		})
 		w.bound.Store(false)
 		if err != nil && ctx.Err() == nil {
 			w.log.Error().Err(err).Msg("consuming stopped; binding again")
@@ -52,8 +54,8 @@ func (w *Worker) runJetStream(ctx, workCtx context.Context) error {
 // consume pulls requests while there is a free slot, until ctx ends. Then
 // it drains the iterator: requests already pulled but not started are
 // handed back with a Nak, so another instance takes them at once.
-func (w *Worker) consume(ctx, workCtx context.Context, cons jetstream.Consumer, ackWait time.Duration) error {
-	iter, err := cons.Messages(jetstream.PullMaxMessages(w.cfg.Concurrency))
+func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer, slots chan struct{}, handle func(jetstream.Msg)) error {
+	iter, err := cons.Messages(jetstream.PullMaxMessages(cap(slots)))
 	if err != nil {
 		return err
 	}
@@ -61,25 +63,25 @@ func (w *Worker) consume(ctx, workCtx context.Context, cons jetstream.Consumer, 
 	defer stop()
 	defer iter.Stop()
 	for {
-		if !w.acquire(ctx) {
+		if !acquire(ctx, slots) {
 			// Stopping: wait for the drained iterator to hand over what it holds.
 			w.handBack(iter)
 			return nil
 		}
 		msg, err := iter.Next()
 		if err != nil {
-			<-w.slots
+			<-slots
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 				return nil
 			}
 			return err
 		}
 		if ctx.Err() != nil {
-			<-w.slots
+			<-slots
 			_ = msg.Nak()
 			continue
 		}
-		w.spawn(func() { w.handleJetStream(workCtx, msg, ackWait) })
+		w.spawn(slots, func() { handle(msg) })
 	}
 }
 
@@ -149,6 +151,14 @@ func (w *Worker) handleJetStream(ctx context.Context, msg jetstream.Msg, ackWait
 		w.attempts.store(seq, out)
 		_ = msg.NakWithDelay(w.cfg.RetryDelay)
 		return
+	}
+	if w.wantsFollow(out) {
+		if err := w.publishFollowTask(ctx, out); err != nil {
+			w.log.Error().Err(err).Msg("cannot store the follow task; the request will be delivered again")
+			w.attempts.store(seq, out)
+			_ = msg.NakWithDelay(w.cfg.RetryDelay)
+			return
+		}
 	}
 	if out.deadLetter {
 		info := deadLetterInfo{deliveries: deliveries, sequence: seq, subject: msg.Subject()}

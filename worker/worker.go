@@ -36,6 +36,7 @@ type Worker struct {
 	bound         atomic.Bool // the consumer (or the subscriptions) is bound
 	resultsStored atomic.Bool // a stream holds the result subjects
 	deadStored    atomic.Bool // a stream holds the dead-letter subjects
+	followReady   atomic.Bool // the follow consumer is bound
 }
 
 // New returns a Worker that reads from nc and cancels through canceler.
@@ -84,6 +85,16 @@ func (w *Worker) Run(ctx context.Context) error {
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 
+	// Follows are polled in jetstream mode, and in core mode when the NATS
+	// server has JetStream.
+	followDone := make(chan struct{})
+	go func() {
+		defer close(followDone)
+		if w.cfg.Mode == ModeJetStream || w.jetStreamEnabled(ctx) {
+			w.runFollow(ctx, workCtx)
+		}
+	}()
+
 	var err error
 	switch w.cfg.Mode {
 	case ModeCore:
@@ -92,6 +103,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		err = w.runJetStream(ctx, workCtx)
 	}
 	w.bound.Store(false)
+	<-followDone
 
 	done := make(chan struct{})
 	go func() {
@@ -109,25 +121,33 @@ func (w *Worker) Run(ctx context.Context) error {
 	return err
 }
 
-// handle runs one delivery through process and hands the outcome to
-// finish, holding a concurrency slot the caller acquired.
-func (w *Worker) spawn(fn func()) {
+// jetStreamEnabled reports whether the NATS server offers JetStream.
+func (w *Worker) jetStreamEnabled(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := w.js.AccountInfo(ctx)
+	return err == nil
+}
+
+// spawn runs fn in a goroutine that Run waits for, holding a slot of
+// slots that the caller acquired; the slot is freed when fn returns.
+func (w *Worker) spawn(slots chan struct{}, fn func()) {
 	w.inFlight.Add(1)
 	w.metrics.addInFlight(1)
 	go func() {
 		defer func() {
 			w.metrics.addInFlight(-1)
-			<-w.slots
+			<-slots
 			w.inFlight.Done()
 		}()
 		fn()
 	}()
 }
 
-// acquire takes a concurrency slot, or reports false when ctx ends first.
-func (w *Worker) acquire(ctx context.Context) bool {
+// acquire takes a slot of slots, or reports false when ctx ends first.
+func acquire(ctx context.Context, slots chan struct{}) bool {
 	select {
-	case w.slots <- struct{}{}:
+	case slots <- struct{}{}:
 		return true
 	case <-ctx.Done():
 		return false

@@ -84,6 +84,9 @@ var settings = []setting{
 	{env: "WORKER_RETRY_DELAY", def: worker.DefaultRetryDelay.String(), usage: "redelivery delay after the first transient failure (doubles each time)"},
 	{env: "WORKER_MAX_RETRY_DELAY", def: worker.DefaultMaxRetryDelay.String(), usage: "longest redelivery delay"},
 	{env: "WORKER_SHUTDOWN_TIMEOUT", def: worker.DefaultShutdownTimeout.String(), usage: "how long work in flight may finish at a stop"},
+	{env: "WORKER_FOLLOW", def: "false", usage: "follow every canceled job to its end and publish a settled event"},
+	{env: "WORKER_FOLLOW_TIMEOUT", def: worker.DefaultFollowTimeout.String(), usage: "how long a follow polls before it settles false"},
+	{env: "WORKER_FOLLOW_INTERVAL", def: worker.DefaultFollowInterval.String(), usage: "wait before the second poll of a follow (doubles, at most 30s)"},
 	{env: "HTTP_ADDR", def: ":8080", usage: "address of /healthz, /readyz and /metrics"},
 	{env: "LOG_LEVEL", def: "info", usage: "trace, debug, info, warn or error"},
 	{env: "LOG_FORMAT", def: "json", usage: "json or console"},
@@ -162,6 +165,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		RetryDelay:      p.duration("WORKER_RETRY_DELAY"),
 		MaxRetryDelay:   p.duration("WORKER_MAX_RETRY_DELAY"),
 		ShutdownTimeout: p.duration("WORKER_SHUTDOWN_TIMEOUT"),
+		Follow:          p.boolean("WORKER_FOLLOW"),
+		FollowTimeout:   p.duration("WORKER_FOLLOW_TIMEOUT"),
+		FollowInterval:  p.duration("WORKER_FOLLOW_INTERVAL"),
 	}
 	cfg.CCKM.MaxConnsPerHost = max(cckmclient.DefaultMaxConnsPerHost, cfg.Worker.Concurrency)
 	cfg.HTTPAddr = p.str("HTTP_ADDR")

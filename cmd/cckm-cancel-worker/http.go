@@ -119,6 +119,9 @@ func logConfig(log zerolog.Logger, cfg config) {
 		Str("worker_retry_delay", cfg.Worker.RetryDelay.String()).
 		Str("worker_max_retry_delay", cfg.Worker.MaxRetryDelay.String()).
 		Str("worker_shutdown_timeout", cfg.Worker.ShutdownTimeout.String()).
+		Bool("worker_follow", cfg.Worker.Follow).
+		Str("worker_follow_timeout", cfg.Worker.FollowTimeout.String()).
+		Str("worker_follow_interval", cfg.Worker.FollowInterval.String()).
 		Str("http_addr", cfg.HTTPAddr).
 		Str("log_level", cfg.LogLevel.String()).
 		Str("log_format", cfg.LogFormat).

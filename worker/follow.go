@@ -1,0 +1,272 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cckm/cckm-cancel-worker/cckmclient"
+	"github.com/cckm/cckm-cancel-worker/messages"
+)
+
+// Following a canceled job to its end (contract §6).
+//
+// A cancel only sets abort: true; the job stops later. To follow it, the
+// worker stores a follow task in the stream CCKM_CANCEL_FOLLOW before it
+// acknowledges the request: the canceled result as the payload, the follow
+// deadline and the reply subject as headers. The durable consumer
+// cckm-cancel-follow polls: each delivery GETs the job once; a job still
+// running is handed back with NakWithDelay (growing delays), so the wait
+// between polls costs nothing and lives in JetStream, not in a process. A
+// follow therefore survives the worker being killed, and is shared by every
+// instance. When the job is terminal, or the deadline passes, the settled
+// event is published (and stored in CCKM_CANCEL_SETTLED) and the task
+// acknowledged.
+
+// Names of the follow assets.
+const (
+	// FollowStream holds the follow tasks.
+	FollowStream = "CCKM_CANCEL_FOLLOW"
+	// FollowConsumer polls the follow tasks.
+	FollowConsumer = "cckm-cancel-follow"
+	// SettledStream holds the settled events.
+	SettledStream = "CCKM_CANCEL_SETTLED"
+	// followSubjectPrefix begins cckm.cancel.follow.<kind>.
+	followSubjectPrefix = messages.SubjectPrefix + "follow."
+	// HeaderFollowDeadline is when a follow gives up, RFC 3339.
+	HeaderFollowDeadline = "Cckm-Follow-Deadline"
+)
+
+// followSubject is where follow tasks of kind are stored.
+func followSubject(kind messages.Kind) string { return followSubjectPrefix + string(kind) }
+
+func followStreamConfig() jetstream.StreamConfig {
+	subjects := make([]string, 0, len(messages.Kinds))
+	for _, kind := range messages.Kinds {
+		subjects = append(subjects, followSubject(kind))
+	}
+	return jetstream.StreamConfig{
+		Name:        FollowStream,
+		Description: "Canceled jobs being followed to their end",
+		Subjects:    subjects,
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Duplicates:  10 * time.Minute,
+	}
+}
+
+func (c *Config) settledStreamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        SettledStream,
+		Description: "Settled events of followed cancels",
+		Subjects:    []string{messages.SubjectSettled},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		MaxAge:      c.ResultRetention,
+		Duplicates:  c.DuplicateWindow,
+	}
+}
+
+func (c *Config) followConsumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       FollowConsumer,
+		Description:   "cckm-cancel-worker instances following canceled jobs",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       c.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: 10000,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+}
+
+// wantsFollow reports whether a result should be followed.
+func (w *Worker) wantsFollow(out outcome) bool {
+	return out.result.Status == messages.StatusCanceled && (w.cfg.Follow || out.request.Follow)
+}
+
+// publishFollowTask stores the follow task of a canceled result. Its
+// Nats-Msg-Id makes a redelivered request's second task a duplicate.
+func (w *Worker) publishFollowTask(ctx context.Context, out outcome) error {
+	data, err := json.Marshal(out.result)
+	if err != nil {
+		return err
+	}
+	msg := nats.NewMsg(followSubject(out.result.Kind))
+	msg.Data = data
+	msg.Header.Set(messages.HeaderMsgID, out.result.RequestID+".follow")
+	msg.Header.Set(HeaderFollowDeadline, w.now().Add(w.cfg.FollowTimeout).UTC().Format(time.RFC3339Nano))
+	if out.request.ReplyTo != "" {
+		msg.Header.Set(messages.HeaderReplyTo, out.request.ReplyTo)
+	}
+	if out.request.Traceparent != "" {
+		msg.Header.Set(messages.HeaderTraceparent, out.request.Traceparent)
+	}
+	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	if _, err := w.js.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("store the follow task of %s: %w", out.result.RequestID, err)
+	}
+	return nil
+}
+
+// runFollow binds the follow consumer and polls follow tasks until ctx
+// ends. It retries binding in the background; following is not needed for
+// readiness.
+func (w *Worker) runFollow(ctx, workCtx context.Context) {
+	slots := make(chan struct{}, max(4, w.cfg.Concurrency/4))
+	wait := minBindRetry
+	for ctx.Err() == nil {
+		cons, err := w.bindFollowConsumer(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				w.log.Warn().Err(err).Dur("retry_in", wait).Msg("cannot bind the follow consumer; follows wait")
+				sleepCtx(ctx, wait)
+				wait = min(2*wait, maxBindRetry)
+			}
+			continue
+		}
+		wait = minBindRetry
+		w.followReady.Store(true)
+		err = w.consume(ctx, cons, slots, func(msg jetstream.Msg) { w.handleFollow(workCtx, msg) })
+		w.followReady.Store(false)
+		if err != nil && ctx.Err() == nil {
+			w.log.Error().Err(err).Msg("following stopped; binding again")
+			sleepCtx(ctx, wait)
+		}
+	}
+}
+
+func (w *Worker) bindFollowConsumer(ctx context.Context) (jetstream.Consumer, error) {
+	for _, cfg := range []jetstream.StreamConfig{followStreamConfig(), w.cfg.settledStreamConfig()} {
+		exists, err := w.ensureStream(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		if !exists {
+			return nil, fmt.Errorf("stream %s does not exist and WORKER_PROVISION is false", cfg.Name)
+		}
+	}
+	cons, err := w.js.Consumer(ctx, FollowStream, FollowConsumer)
+	if err == nil || !errors.Is(err, jetstream.ErrConsumerNotFound) || !w.cfg.Provision {
+		return cons, err
+	}
+	cons, err = w.js.CreateConsumer(ctx, FollowStream, w.cfg.followConsumerConfig())
+	if errors.Is(err, jetstream.ErrConsumerExists) {
+		return w.js.Consumer(ctx, FollowStream, FollowConsumer)
+	}
+	return cons, err
+}
+
+// handleFollow polls one follow task once.
+func (w *Worker) handleFollow(ctx context.Context, msg jetstream.Msg) {
+	var result messages.Result
+	if err := json.Unmarshal(msg.Data(), &result); err != nil || !result.Kind.Valid() || !messages.IsUUID(result.ID) {
+		w.log.Error().Str("subject", msg.Subject()).Msg("malformed follow task; terminating it")
+		_ = msg.TermWithReason("malformed follow task")
+		return
+	}
+	deadline, err := time.Parse(time.RFC3339Nano, msg.Headers().Get(HeaderFollowDeadline))
+	if err != nil {
+		deadline = w.now() // no deadline: look once
+	}
+	polls := 1
+	if meta, err := msg.Metadata(); err == nil {
+		polls = int(meta.NumDelivered)
+	}
+
+	resp, err := w.canceler.Get(cckmclient.WithTraceparent(ctx, msg.Headers().Get(messages.HeaderTraceparent)), result.Kind, result.ID)
+	if ctx.Err() != nil {
+		_ = msg.Nak() // stopping: another instance takes it
+		return
+	}
+	settled, final := followStep(result, resp, err, !w.now().Before(deadline), w.now())
+	if !final {
+		delay := w.cfg.followDelay(polls)
+		if untilDeadline := deadline.Sub(w.now()); untilDeadline < delay {
+			delay = max(untilDeadline, 0)
+		}
+		_ = msg.NakWithDelay(delay)
+		return
+	}
+	if err := w.publishSettled(ctx, settled, msg.Headers()); err != nil {
+		w.log.Error().Err(err).Msg("cannot publish the settled event; polling again")
+		_ = msg.NakWithDelay(w.cfg.RetryDelay)
+		return
+	}
+	w.log.Info().Str("request_id", settled.RequestID).Str("kind", string(settled.Kind)).Str("id", settled.ID).
+		Bool("settled", *settled.Settled).Str("overall_status", settled.OverallStatus).Int("polls", polls).
+		Msg("follow done")
+	_ = msg.Ack()
+}
+
+// followStep decides one poll of a follow: the settled event and true when
+// the follow is over (the job is terminal, it cannot be read any more, or
+// the deadline has passed), else false to poll again. It is pure.
+func followStep(result messages.Result, resp cckmclient.Response, err error, pastDeadline bool, now time.Time) (messages.Result, bool) {
+	settled := result
+	settled.CompletedAt = messages.NewTimestamp(now)
+	if resp.Job != nil {
+		settled.Job = resp.Job.Raw
+		settled.Abort = resp.Job.Abort
+		settled.OverallStatus = resp.Job.OverallStatus
+		settled.HTTPStatus = resp.HTTPStatus
+	}
+	yes, no := true, false
+	switch {
+	case err == nil && resp.Job != nil && resp.Job.Terminal():
+		settled.Settled = &yes
+		return settled, true
+	case err != nil && !cckmclient.Retryable(err):
+		settled.Settled = &no
+		settled.HTTPStatus = resp.HTTPStatus
+		settled.Error = &messages.Error{Code: cckmclient.ErrorCode(err), Message: "following the job: " + errorMessage(err)}
+		return settled, true
+	case pastDeadline:
+		settled.Settled = &no
+		return settled, true
+	}
+	return messages.Result{}, false
+}
+
+// publishSettled publishes a settled event, stored where a stream holds
+// the settled subjects, and sends it to the request's reply subject.
+func (w *Worker) publishSettled(ctx context.Context, settled messages.Result, taskHeader nats.Header) error {
+	data, err := json.Marshal(settled)
+	if err != nil {
+		return err
+	}
+	msg := nats.NewMsg(settled.Kind.SettledSubject())
+	msg.Data = data
+	msg.Header.Set(messages.HeaderMsgID, messages.SettledMsgID(settled.RequestID))
+	if tp := taskHeader.Get(messages.HeaderTraceparent); tp != "" {
+		msg.Header.Set(messages.HeaderTraceparent, tp)
+	}
+	// Follows run only once the settled stream was found or created.
+	if err := w.publish(ctx, msg, true); err != nil {
+		return fmt.Errorf("publish settled %s: %w", settled.RequestID, err)
+	}
+	if reply := taskHeader.Get(messages.HeaderReplyTo); reply != "" {
+		replyMsg := &nats.Msg{Subject: reply, Header: msg.Header, Data: msg.Data}
+		if err := w.nc.PublishMsg(replyMsg); err != nil {
+			w.log.Warn().Err(err).Str("request_id", settled.RequestID).Msg("cannot send the settled event to the reply subject")
+		}
+	}
+	return nil
+}
+
+// followDelay is the wait before poll n+1: FollowInterval doubled per
+// poll, at most 30 s.
+func (c *Config) followDelay(polls int) time.Duration {
+	delay := maxFollowDelay
+	if polls >= 1 && polls < 30 {
+		delay = min(delay, c.FollowInterval<<(polls-1))
+	}
+	return delay
+}
+
+const maxFollowDelay = 30 * time.Second

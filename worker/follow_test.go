@@ -1,0 +1,155 @@
+package worker
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cckm/cckm-cancel-worker/cckmclient"
+	"github.com/cckm/cckm-cancel-worker/cckmclient/cckmtest"
+	"github.com/cckm/cckm-cancel-worker/messages"
+)
+
+func followConfig(mode Mode) Config {
+	cfg := testConfig(mode)
+	cfg.FollowInterval = 20 * time.Millisecond
+	cfg.FollowTimeout = 10 * time.Second
+	return cfg
+}
+
+func TestAFollowedCancelPublishesASettledEventWhenTheJobEnds(t *testing.T) {
+	for _, mode := range []Mode{ModeJetStream, ModeCore} {
+		t.Run(string(mode), func(t *testing.T) {
+			env := newTestEnv(t, cckmtest.Options{SettleAfter: 300 * time.Millisecond})
+			settledEvents := env.watchResults(t, messages.KindRefresh.SettledSubject())
+			env.startWorker(t, followConfig(mode), env.client(t, nil))
+
+			id := messages.NewRequestID()
+			env.cm.AddJob(cckmtest.Refresh, id)
+			result, _ := env.send(t, mode, messages.KindRefresh, `{"id":"`+id+`","request_id":"ir-follow","follow":true}`)
+			require.Equal(t, messages.StatusCanceled, result.Status)
+			assert.Equal(t, "in progress", result.OverallStatus, "the result comes at once, before the job ends")
+
+			settled, msg := settledEvents.next(t)
+			require.NotNil(t, settled.Settled)
+			assert.True(t, *settled.Settled)
+			assert.Equal(t, "ir-follow", settled.RequestID)
+			assert.Equal(t, messages.KindRefresh, settled.Kind)
+			assert.Equal(t, id, settled.ID)
+			assert.Equal(t, messages.StatusCanceled, settled.Status)
+			assert.Equal(t, "completed", settled.OverallStatus)
+			assert.True(t, settled.Abort)
+			assert.Contains(t, string(settled.Job), `"overall_status":"completed"`)
+			assert.Equal(t, "ir-follow.settled", msg.Header.Get(messages.HeaderMsgID))
+
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			stream, err := env.js.Stream(ctx, SettledStream)
+			require.NoError(t, err)
+			require.Eventually(t, func() bool {
+				info, err := stream.Info(ctx)
+				return err == nil && info.State.Msgs == 1
+			}, 5*time.Second, 10*time.Millisecond, "the settled event is stored in %s", SettledStream)
+		})
+	}
+}
+
+func TestWorkerFollowFollowsEveryCanceledJobAndSettledGoesToTheReplySubject(t *testing.T) {
+	env := newTestEnv(t, cckmtest.Options{SettleAfter: 100 * time.Millisecond})
+	cfg := followConfig(ModeJetStream)
+	cfg.Follow = true
+	env.startWorker(t, cfg, env.client(t, nil))
+
+	id := messages.NewRequestID()
+	env.cm.AddJob(cckmtest.BulkJob, id)
+	inbox := nats.NewInbox()
+	replies := env.watchResults(t, inbox)
+	env.publish(t, messages.KindBulkJob, id, nats.Header{messages.HeaderReplyTo: {inbox}})
+
+	first, _ := replies.next(t)
+	assert.Nil(t, first.Settled, "first the result")
+	second, _ := replies.next(t)
+	require.NotNil(t, second.Settled, "then the settled event, on Cckm-Reply-To too")
+	assert.True(t, *second.Settled)
+	assert.Equal(t, "completed", second.OverallStatus)
+	assert.Equal(t, first.RequestID, second.RequestID)
+}
+
+func TestAFollowThatTimesOutSettlesFalse(t *testing.T) {
+	env := newTestEnv(t, cckmtest.Options{SettleAfter: -1})
+	settledEvents := env.watchResults(t, messages.SubjectSettled)
+	cfg := followConfig(ModeJetStream)
+	cfg.FollowTimeout = 300 * time.Millisecond
+	env.startWorker(t, cfg, env.client(t, nil))
+
+	id := messages.NewRequestID()
+	env.cm.AddJob(cckmtest.Refresh, id)
+	env.publish(t, messages.KindRefresh, `{"id":"`+id+`","follow":true}`, nil)
+
+	settled, _ := settledEvents.next(t)
+	require.NotNil(t, settled.Settled)
+	assert.False(t, *settled.Settled)
+	assert.Equal(t, "in progress", settled.OverallStatus, "the last status seen")
+	assert.GreaterOrEqual(t, len(env.cm.CallsFor(id)), 3, "a cancel and at least two polls")
+}
+
+func TestAFollowSurvivesTheWorkerStopping(t *testing.T) {
+	env := newTestEnv(t, cckmtest.Options{SettleAfter: 1500 * time.Millisecond})
+	settledEvents := env.watchResults(t, messages.SubjectSettled)
+	cfg := followConfig(ModeJetStream)
+	cfg.FollowInterval = 100 * time.Millisecond
+	first := env.startWorker(t, cfg, env.client(t, nil))
+
+	id := messages.NewRequestID()
+	env.cm.AddJob(cckmtest.Refresh, id)
+	env.publish(t, messages.KindRefresh, `{"id":"`+id+`","follow":true}`, nil)
+	// The first worker polls at least once, then stops before the job ends.
+	require.Eventually(t, func() bool { return len(env.cm.CallsFor(id)) >= 2 }, 5*time.Second, 5*time.Millisecond)
+	first.stop(t)
+	_, err := settledEvents.sub.NextMsg(50 * time.Millisecond)
+	require.ErrorIs(t, err, nats.ErrTimeout, "not settled yet")
+
+	env.startWorker(t, cfg, env.client(t, nil))
+	settled, _ := settledEvents.next(t)
+	require.NotNil(t, settled.Settled)
+	assert.True(t, *settled.Settled, "the second worker finished the follow")
+	assert.Equal(t, "completed", settled.OverallStatus)
+}
+
+func TestFollowStep(t *testing.T) {
+	now := time.Now()
+	canceled := messages.Result{RequestID: "r", Kind: messages.KindRefresh, ID: jobIDForTest,
+		Status: messages.StatusCanceled, Abort: true, OverallStatus: "in progress", HTTPStatus: 200, Attempts: 1}
+	running := cckmclient.Response{Job: jobWith(true, "in_progress"), HTTPStatus: 200, Attempts: 1}
+	done := cckmclient.Response{Job: jobWith(true, "FAILED"), HTTPStatus: 200, Attempts: 1}
+	gone := &cckmclient.APIError{StatusCode: 404, CodeDesc: "NCERRResourceNotFound: Resource not found"}
+	unavailable := &cckmclient.APIError{StatusCode: 503}
+
+	_, final := followStep(canceled, running, nil, false, now)
+	assert.False(t, final, "a running job is polled again")
+
+	settled, final := followStep(canceled, done, nil, false, now)
+	require.True(t, final)
+	assert.True(t, *settled.Settled, "failed, in any case, is terminal")
+	assert.Equal(t, "FAILED", settled.OverallStatus)
+	assert.Equal(t, 1, settled.Attempts, "the result's fields are kept")
+
+	_, final = followStep(canceled, cckmclient.Response{HTTPStatus: 503}, unavailable, false, now)
+	assert.False(t, final, "a transient error is polled again")
+
+	settled, final = followStep(canceled, cckmclient.Response{HTTPStatus: 404, Attempts: 1}, gone, false, now)
+	require.True(t, final)
+	assert.False(t, *settled.Settled)
+	require.NotNil(t, settled.Error)
+	assert.Equal(t, messages.CodeNotFound, settled.Error.Code)
+	assert.Equal(t, 404, settled.HTTPStatus)
+
+	settled, final = followStep(canceled, running, nil, true, now)
+	require.True(t, final)
+	assert.False(t, *settled.Settled, "past the deadline")
+	assert.Equal(t, "in_progress", settled.OverallStatus)
+}
