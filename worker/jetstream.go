@@ -118,6 +118,7 @@ func (w *Worker) handleJetStream(ctx context.Context, msg jetstream.Msg, ackWait
 	seq := meta.Sequence.Stream
 	if deliveries > 1 {
 		w.metrics.redelivery(kind)
+		w.counts.redelivered.Add(1)
 	}
 	d := delivery{
 		kind:        kind,

@@ -42,6 +42,7 @@ func (w *Worker) publishResult(ctx context.Context, result messages.Result, req 
 		return fmt.Errorf("publish result %s: %w", result.RequestID, err)
 	}
 	w.metrics.result(result)
+	w.counts.result(result.Status)
 	for _, reply := range []string{req.ReplyTo, extraReply} {
 		if reply == "" {
 			continue
@@ -96,5 +97,6 @@ func (w *Worker) publishDeadLetter(ctx context.Context, d delivery, out outcome,
 		return fmt.Errorf("publish dead letter %s: %w", out.result.RequestID, err)
 	}
 	w.metrics.deadLetter(d.kind)
+	w.counts.deadLetters.Add(1)
 	return nil
 }

@@ -37,6 +37,7 @@ type Worker struct {
 	resultsStored atomic.Bool // a stream holds the result subjects
 	deadStored    atomic.Bool // a stream holds the dead-letter subjects
 	followReady   atomic.Bool // the follow consumer is bound
+	counts        counters    // for the status endpoint and micro stats
 }
 
 // New returns a Worker that reads from nc and cancels through canceler.
@@ -85,6 +86,13 @@ func (w *Worker) Run(ctx context.Context) error {
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 
+	svc, err := w.registerService()
+	if err != nil {
+		w.log.Warn().Err(err).Msg("cannot register the NATS micro service; nats micro will not list this instance")
+	} else {
+		defer func() { _ = svc.Stop() }()
+	}
+
 	// Follows are polled in jetstream mode, and in core mode when the NATS
 	// server has JetStream.
 	followDone := make(chan struct{})
@@ -95,7 +103,6 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}()
 
-	var err error
 	switch w.cfg.Mode {
 	case ModeCore:
 		err = w.runCore(ctx, workCtx)
@@ -134,8 +141,10 @@ func (w *Worker) jetStreamEnabled(ctx context.Context) bool {
 func (w *Worker) spawn(slots chan struct{}, fn func()) {
 	w.inFlight.Add(1)
 	w.metrics.addInFlight(1)
+	w.counts.inFlight.Add(1)
 	go func() {
 		defer func() {
+			w.counts.inFlight.Add(-1)
 			w.metrics.addInFlight(-1)
 			<-slots
 			w.inFlight.Done()

@@ -1,0 +1,198 @@
+// Command cckm-fake-cm serves the simulated CipherTrust Manager of package
+// cckmtest on its own, with the sample jobs and credentials of the worker's
+// dev mode, so that the worker can run against it in another process or
+// container (docker-compose.yml does this).
+//
+// It serves plain HTTP on 0.0.0.0:8443 unless told otherwise; --tls serves
+// HTTPS with httptest's self-signed certificate (valid for 127.0.0.1, ::1
+// and example.com only) and prints the certificate to trust. It stops on
+// SIGTERM or SIGINT.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cckm/cckm-cancel-worker/cckmclient/cckmtest"
+)
+
+// Defaults: the same user, password and settle time as the worker's dev
+// mode (cmd/cckm-cancel-worker/dev.go).
+const (
+	defaultAddr        = "0.0.0.0:8443"
+	defaultUsername    = "dev"
+	defaultPassword    = "dev-password"
+	defaultSettleAfter = 15 * time.Second
+)
+
+// sampleJobs are the jobs the fake starts with: three running and one
+// finished of each kind. This is a copy of devSampleJobs in
+// cmd/cckm-cancel-worker/dev.go (a main package cannot be imported); keep
+// the two lists the same, so that `docker compose up` and `make run` offer
+// the same jobs.
+var sampleJobs = []struct {
+	kind     cckmtest.Kind
+	id       string
+	finished bool
+}{
+	{cckmtest.Refresh, "8155fe39-570a-4132-92ca-e40b7640c7dc", false},
+	{cckmtest.Refresh, "2f0a3a5e-6d1b-4c2e-9a4f-3b8d7c6e5f41", false},
+	{cckmtest.Refresh, "c3d4e5f6-a7b8-4c9d-8e0f-1a2b3c4d5e6f", false},
+	{cckmtest.Refresh, "0e9d8c7b-6a5f-4e3d-8c2b-1a0f9e8d7c6b", true},
+	{cckmtest.BulkJob, "5b1c2d3e-4f5a-4b6c-9d7e-8f9a0b1c2d3e", false},
+	{cckmtest.BulkJob, "7e6d5c4b-3a2f-4e1d-8c0b-9a8f7e6d5c4b", false},
+	{cckmtest.BulkJob, "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d", false},
+	{cckmtest.BulkJob, "f0e1d2c3-b4a5-4968-8776-655443322110", true},
+}
+
+// options are the command-line settings.
+type options struct {
+	addr        string
+	tls         bool
+	username    string
+	password    string
+	settleAfter time.Duration
+	anyJob      bool
+	quiet       bool
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "cckm-fake-cm: %v\n", err)
+		os.Exit(2)
+	}
+}
+
+// parseFlags reads the command line. It returns parse errors; only --help
+// prints (the usage, to stderr).
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	fs := flag.NewFlagSet("cckm-fake-cm", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // the caller reports a parse error in one line
+	var opts options
+	fs.StringVar(&opts.addr, "addr", defaultAddr, "listen address (host:port; port 0 picks a free one)")
+	fs.BoolVar(&opts.tls, "tls", false, "serve HTTPS with a self-signed certificate for 127.0.0.1, ::1 and example.com")
+	fs.StringVar(&opts.username, "username", defaultUsername, "user the password grant accepts")
+	fs.StringVar(&opts.password, "password", defaultPassword, "password the password grant accepts")
+	fs.DurationVar(&opts.settleAfter, "settle-after", defaultSettleAfter, "how long a canceled job keeps running before it completes (negative: never)")
+	fs.BoolVar(&opts.anyJob, "any-job", false, "answer any unknown job id that is a UUID as a running job")
+	fs.BoolVar(&opts.quiet, "quiet", false, "do not log each request")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fmt.Fprintf(stderr, "Usage of %s:\n", fs.Name())
+			fs.PrintDefaults()
+		}
+		return options{}, err
+	}
+	if fs.NArg() > 0 {
+		return options{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if opts.settleAfter == 0 {
+		return options{}, errors.New("--settle-after must not be 0 (use a negative value for never)")
+	}
+	return opts, nil
+}
+
+// run serves the fake until ctx ends. It calls started, when not nil, with
+// the base URL once the server listens. A bad command line returns the
+// parse error (flag.ErrHelp for --help).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, started func(baseURL string)) error {
+	opts, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	stdout = &lockedWriter{w: stdout} // request lines come from concurrent handlers
+	cmOpts := cckmtest.Options{
+		TLS:         opts.tls,
+		Addr:        opts.addr,
+		Username:    opts.username,
+		Password:    opts.password,
+		SettleAfter: opts.settleAfter,
+		AnyJob:      opts.anyJob,
+		NoRecord:    true, // a long-running process must not grow its call record
+	}
+	if !opts.quiet {
+		cmOpts.Logf = func(format string, args ...any) { fmt.Fprintf(stdout, format+"\n", args...) }
+	}
+	cm, err := newServer(cmOpts)
+	if err != nil {
+		return err
+	}
+	defer cm.Close()
+	for _, job := range sampleJobs {
+		if job.finished {
+			cm.AddFinishedJob(job.kind, job.id, cckmtest.StatusCompleted)
+		} else {
+			cm.AddJob(job.kind, job.id)
+		}
+	}
+	printBanner(stdout, cm, opts)
+	if started != nil {
+		started(cm.URL())
+	}
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "cckm-fake-cm: stopping")
+	return nil
+}
+
+// newServer starts the fake, turning cckmtest's panic on a listen failure
+// into an error.
+func newServer(opts cckmtest.Options) (cm *cckmtest.Server, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("--addr %s: %v", opts.Addr, p)
+		}
+	}()
+	return cckmtest.NewServer(opts), nil
+}
+
+// printBanner prints where the fake listens, the credentials and the jobs.
+func printBanner(out io.Writer, cm *cckmtest.Server, opts options) {
+	p := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
+	p("cckm-fake-cm: simulated CipherTrust Manager on %s (listening on %s)", cm.URL(), opts.addr)
+	p("  password grant: user %q, password %q", opts.username, opts.password)
+	if opts.anyJob {
+		p("  any job id that is a UUID is answered as a running job")
+	}
+	settle := fmt.Sprintf("running jobs finish %s after a cancel", opts.settleAfter)
+	if opts.settleAfter < 0 {
+		settle = "canceled jobs never finish"
+	}
+	p("Sample jobs (%s):", settle)
+	for _, job := range sampleJobs {
+		state := "in progress"
+		if job.finished {
+			state = "completed (cancel answers 409 conflict)"
+		}
+		p("  %-8s %s  %s", job.kind, job.id, state)
+	}
+	if pem := cm.CACertPEM(); pem != nil {
+		p("TLS certificate to trust (CCKM_CA_FILE):")
+		_, _ = out.Write(pem)
+	}
+}
+
+// lockedWriter serialises writes from concurrent request handlers.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

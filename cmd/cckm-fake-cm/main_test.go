@@ -1,0 +1,220 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cckm/cckm-cancel-worker/cckmclient/cckmtest"
+)
+
+// startFake runs the fake on a free loopback port with args and returns its
+// base URL and a function that stops it and returns what it printed.
+func startFake(t *testing.T, args ...string) (baseURL string, stop func() string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var out bytes.Buffer
+	urls := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, append([]string{"--addr", "127.0.0.1:0"}, args...), &out, io.Discard,
+			func(u string) { urls <- u })
+	}()
+	select {
+	case baseURL = <-urls:
+	case err := <-done:
+		cancel()
+		t.Fatalf("run returned before listening: %v", err)
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatal("the fake did not start in 10s")
+	}
+	stopped := false
+	stop = func() string {
+		if !stopped {
+			stopped = true
+			cancel()
+			require.NoError(t, <-done)
+		}
+		return out.String()
+	}
+	t.Cleanup(func() { stop() })
+	return baseURL, stop
+}
+
+// postJSON posts body (nil for none) with an optional bearer token and
+// decodes the JSON answer.
+func postJSON(t *testing.T, url, bearer string, body any) (int, map[string]any) {
+	t.Helper()
+	var reader io.Reader
+	if body != nil {
+		raw, err := json.Marshal(body)
+		require.NoError(t, err)
+		reader = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(http.MethodPost, url, reader)
+	require.NoError(t, err)
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var decoded map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&decoded))
+	return resp.StatusCode, decoded
+}
+
+func TestTheFakeGrantsATokenAndCancelsASampleJob(t *testing.T) {
+	baseURL, stop := startFake(t)
+
+	status, token := postJSON(t, baseURL+"/api/v1/auth/tokens", "", map[string]any{
+		"grant_type": "password", "username": defaultUsername, "password": defaultPassword,
+	})
+	require.Equal(t, http.StatusOK, status, "token answer: %v", token)
+	jwt, _ := token["jwt"].(string)
+	require.NotEmpty(t, jwt)
+
+	status, job := postJSON(t, baseURL+"/api/v1/cckm/external-cm/refresh/"+sampleJobs[0].id+"/cancel", jwt, nil)
+	require.Equal(t, http.StatusOK, status, "cancel answer: %v", job)
+	assert.Equal(t, sampleJobs[0].id, job["id"])
+	assert.Equal(t, true, job["abort"])
+	assert.Equal(t, cckmtest.StatusRefreshRunning, job["overall_status"])
+
+	status, _ = postJSON(t, baseURL+"/api/v1/cckm/aws/bulkjob/f0e1d2c3-b4a5-4968-8776-655443322110/cancel", jwt, nil)
+	assert.Equal(t, http.StatusConflict, status, "a finished sample job cannot be canceled")
+
+	status, _ = postJSON(t, baseURL+"/api/v1/cckm/aws/bulkjob/00000000-0000-4000-8000-000000000000/cancel", jwt, nil)
+	assert.Equal(t, http.StatusNotFound, status, "without --any-job an unknown id is not found")
+
+	out := stop()
+	assert.Contains(t, out, baseURL)
+	for _, job := range sampleJobs {
+		assert.Contains(t, out, job.id)
+	}
+	assert.Contains(t, out, "stopping")
+}
+
+func TestTheFakeRefusesWrongCredentials(t *testing.T) {
+	baseURL, _ := startFake(t, "--username", "ops", "--password", "s3cret")
+	status, _ := postJSON(t, baseURL+"/api/v1/auth/tokens", "", map[string]any{
+		"grant_type": "password", "username": defaultUsername, "password": defaultPassword,
+	})
+	assert.Equal(t, http.StatusUnauthorized, status)
+	status, _ = postJSON(t, baseURL+"/api/v1/auth/tokens", "", map[string]any{
+		"grant_type": "password", "username": "ops", "password": "s3cret",
+	})
+	assert.Equal(t, http.StatusOK, status)
+}
+
+func TestAnyJobMakesAnUnknownUUIDARunningJob(t *testing.T) {
+	baseURL, _ := startFake(t, "--any-job", "--quiet")
+	_, token := postJSON(t, baseURL+"/api/v1/auth/tokens", "", map[string]any{
+		"grant_type": "password", "username": defaultUsername, "password": defaultPassword,
+	})
+	jwt, _ := token["jwt"].(string)
+	status, job := postJSON(t, baseURL+"/api/v1/cckm/aws/bulkjob/00000000-0000-4000-8000-000000000000/cancel", jwt, nil)
+	assert.Equal(t, http.StatusOK, status)
+	assert.Equal(t, true, job["abort"])
+}
+
+func TestTLSPrintsTheCertificateToTrust(t *testing.T) {
+	baseURL, stop := startFake(t, "--tls")
+	assert.True(t, strings.HasPrefix(baseURL, "https://127.0.0.1:"), baseURL)
+	assert.Contains(t, stop(), "-----BEGIN CERTIFICATE-----")
+}
+
+func TestABadCommandLineIsAnError(t *testing.T) {
+	for name, args := range map[string][]string{
+		"an unknown flag":          {"--nope"},
+		"a stray argument":         {"extra"},
+		"a zero settle time":       {"--settle-after", "0s"},
+		"an address it cannot use": {"--addr", "256.0.0.1:1"},
+		"a duration of no sense":   {"--settle-after", "soon"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := run(context.Background(), args, io.Discard, io.Discard, nil)
+			assert.Error(t, err)
+		})
+	}
+	var usage bytes.Buffer
+	err := run(context.Background(), []string{"--help"}, io.Discard, &usage, nil)
+	assert.ErrorIs(t, err, flag.ErrHelp)
+	assert.Contains(t, usage.String(), "-any-job")
+}
+
+// The sample jobs are a copy of the worker's dev-mode list; this keeps the
+// copy honest without importing package main.
+func TestTheSampleJobsAreTheDevModeOnes(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("..", "cckm-cancel-worker", "dev.go"))
+	require.NoError(t, err)
+	entry := regexp.MustCompile(`\{cckmtest\.(Refresh|BulkJob), "([0-9a-f-]{36})", (true|false)\}`)
+	var devJobs, ours []string
+	for _, m := range entry.FindAllStringSubmatch(string(src), -1) {
+		devJobs = append(devJobs, strings.Join(m[1:], " "))
+	}
+	names := map[cckmtest.Kind]string{cckmtest.Refresh: "Refresh", cckmtest.BulkJob: "BulkJob"}
+	for _, job := range sampleJobs {
+		finished := "false"
+		if job.finished {
+			finished = "true"
+		}
+		ours = append(ours, names[job.kind]+" "+job.id+" "+finished)
+	}
+	require.NotEmpty(t, devJobs, "no sample jobs found in dev.go")
+	assert.Equal(t, devJobs, ours)
+	assert.Regexp(t, `devUsername\s*=\s*"`+regexp.QuoteMeta(defaultUsername)+`"`, string(src))
+	assert.Regexp(t, `devPassword\s*=\s*"`+regexp.QuoteMeta(defaultPassword)+`"`, string(src))
+}
+
+// A black-box test of the built binary: it prints its URL and exits 0 on
+// SIGTERM, as a container runtime expects.
+func TestTheBinaryStopsOnSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "cckm-fake-cm")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stderr = os.Stderr
+	require.NoError(t, build.Run())
+
+	cmd := exec.Command(bin, "--addr", "127.0.0.1:0")
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+	lines := bufio.NewScanner(stdout)
+	require.True(t, lines.Scan(), "no output")
+	assert.Regexp(t, `simulated CipherTrust Manager on http://127\.0\.0\.1:\d+`, lines.Text())
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		assert.NoError(t, err, "exit status after SIGTERM")
+	case <-time.After(10 * time.Second):
+		t.Fatal("still running 10s after SIGTERM")
+	}
+}
