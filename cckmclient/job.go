@@ -34,31 +34,47 @@ var errNotAnObject = errors.New("response is not a JSON object")
 // docWrapperKey is the key the CCKM documentation wraps some examples in.
 const docWrapperKey = "application/json"
 
+// jobFields are the fields DecodeJob reads. Decoding into a struct skips
+// the rest of the object without building it, which matters on the hot path.
+type jobFields struct {
+	ID            json.RawMessage `json:"id"`
+	OverallStatus json.RawMessage `json:"overall_status"`
+	Abort         json.RawMessage `json:"abort"`
+	DocWrapper    json.RawMessage `json:"application/json"`
+}
+
 // DecodeJob decodes a job from a response body. It keeps the object's raw
-// bytes, reads abort and overall_status leniently (abort counts only as the
+// bytes (compacted if they hold line breaks, so that a result stays one
+// line), reads abort and overall_status leniently (abort counts only as the
 // JSON value true), and unwraps {"application/json": {...}}.
 func DecodeJob(body []byte) (*Job, error) {
 	raw := bytes.TrimSpace(body)
 	if len(raw) == 0 || raw[0] != '{' {
 		return nil, errNotAnObject
 	}
-	var fields map[string]json.RawMessage
+	var fields jobFields
 	if err := json.Unmarshal(raw, &fields); err != nil {
 		return nil, errNotAnObject
 	}
-	if inner, ok := fields[docWrapperKey]; ok && len(fields) == 1 {
-		inner = bytes.TrimSpace(inner)
+	if fields.DocWrapper != nil && fields.ID == nil && fields.Abort == nil && fields.OverallStatus == nil {
+		inner := bytes.TrimSpace(fields.DocWrapper)
 		if len(inner) > 0 && inner[0] == '{' {
 			raw = inner
-			fields = nil
+			fields = jobFields{}
 			if err := json.Unmarshal(raw, &fields); err != nil {
 				return nil, errNotAnObject
 			}
 		}
 	}
+	if bytes.ContainsAny(raw, "\n\r") {
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, raw); err == nil {
+			raw = compact.Bytes()
+		}
+	}
 	job := &Job{Raw: json.RawMessage(raw)}
-	job.Abort = string(bytes.TrimSpace(fields["abort"])) == "true"
-	_ = json.Unmarshal(fields["id"], &job.ID)
-	_ = json.Unmarshal(fields["overall_status"], &job.OverallStatus)
+	job.Abort = string(bytes.TrimSpace(fields.Abort)) == "true"
+	_ = json.Unmarshal(fields.ID, &job.ID)
+	_ = json.Unmarshal(fields.OverallStatus, &job.OverallStatus)
 	return job, nil
 }

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -127,7 +128,8 @@ func TestComposeWiresTheWorkerToNATSAndTheFakeCM(t *testing.T) {
 	assert.Equal(t, natsService, natsURL.Hostname())
 	assert.Equal(t, "4222", natsURL.Port())
 	assert.True(t, publishedPorts(t, natsSvc)[4222], "NATS is reachable from the host for the nats CLI")
-	assert.True(t, strings.HasPrefix(natsSvc.Image, "nats:2."), "a NATS 2.x server, got %s", natsSvc.Image)
+	assert.Equal(t, "nats:"+embeddedNATSServerVersion(t), natsSvc.Image,
+		"the NATS server the tests embed (go.mod), major.minor")
 	assert.True(t, hasFlag(natsSvc.Command, "js") || hasFlag(natsSvc.Command, "jetstream"), "JetStream is on: %v", natsSvc.Command)
 	storeDir, ok := flagValue(natsSvc.Command, "sd")
 	require.True(t, ok, "the JetStream store directory is set")
@@ -190,6 +192,15 @@ func TestComposeGivesTheWorkerTimeToDrain(t *testing.T) {
 		require.NoError(t, err)
 	}
 	assert.Greater(t, grace, drainTime(shutdown), "stop_grace_period against WORKER_SHUTDOWN_TIMEOUT")
+}
+
+// embeddedNATSServerVersion is the major.minor of the nats-server module in
+// go.mod, the server the tests run embedded, e.g. "2.15".
+func embeddedNATSServerVersion(t *testing.T) string {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^\s*github\.com/nats-io/nats-server/v2 v(\d+\.\d+)\.`).FindSubmatch(readFile(t, filepath.Join(repoRoot, "go.mod")))
+	require.NotNil(t, m, "no nats-server requirement in go.mod")
+	return string(m[1])
 }
 
 // durationSetting is a duration setting from env, else def (the

@@ -44,7 +44,7 @@ func TestTheConfigMapValuesAreSensible(t *testing.T) {
 	}
 	for name, value := range data {
 		switch {
-		case strings.HasSuffix(name, "_TIMEOUT"), strings.HasSuffix(name, "_DELAY"), strings.HasSuffix(name, "_BUDGET"), strings.HasSuffix(name, "_WAIT"):
+		case strings.HasSuffix(name, "_TIMEOUT"), strings.HasSuffix(name, "_DELAY"), strings.HasSuffix(name, "_BUDGET"), strings.HasSuffix(name, "_WAIT"), strings.HasSuffix(name, "_INTERVAL"):
 			d, err := time.ParseDuration(value)
 			assert.NoError(t, err, "%s %q", name, value)
 			assert.Positive(t, d, name)
@@ -52,7 +52,7 @@ func TestTheConfigMapValuesAreSensible(t *testing.T) {
 			n, err := strconv.Atoi(value)
 			assert.NoError(t, err, "%s %q", name, value)
 			assert.Positive(t, n, name)
-		case name == "WORKER_PROVISION", name == "CCKM_INSECURE_SKIP_VERIFY":
+		case name == "WORKER_PROVISION", name == "WORKER_FOLLOW", name == "CCKM_INSECURE_SKIP_VERIFY":
 			_, err := strconv.ParseBool(value)
 			assert.NoError(t, err, "%s %q", name, value)
 		}

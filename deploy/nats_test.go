@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"maps"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,14 +24,27 @@ import (
 	"github.com/cckm/cckm-cancel-worker/worker"
 )
 
-// The files of deploy/nats, by the stream they define.
+// The stream files of deploy/nats, by the stream they define.
 var streamFiles = map[string]string{
 	worker.RequestStream:    "stream-requests.json",
 	worker.ResultStream:     "stream-results.json",
 	worker.DeadLetterStream: "stream-dead.json",
+	worker.FollowStream:     "stream-follow.json",
+	worker.SettledStream:    "stream-settled.json",
 }
 
-const consumerFile = "consumer.json"
+// consumerFile is a consumer file of deploy/nats and the stream it is added
+// to (`nats consumer add <stream> --config <file>`).
+type consumerFile struct {
+	stream string
+	file   string
+}
+
+// The consumer files of deploy/nats, by the durable consumer they define.
+var consumerFiles = map[string]consumerFile{
+	worker.ConsumerName:   {stream: worker.RequestStream, file: "consumer.json"},
+	worker.FollowConsumer: {stream: worker.FollowStream, file: "consumer-follow.json"},
+}
 
 // decodeStrict decodes a JSON file, refusing fields T does not have: a
 // misspelt field would otherwise be dropped silently by the server too.
@@ -45,16 +59,20 @@ func decodeStrict[T any](t *testing.T, path string) T {
 
 func loadStreamFile(t *testing.T, stream string) jetstream.StreamConfig {
 	t.Helper()
-	return decodeStrict[jetstream.StreamConfig](t, filepath.Join(natsDir, streamFiles[stream]))
+	file, ok := streamFiles[stream]
+	require.True(t, ok, "no file in deploy/nats for stream %s", stream)
+	return decodeStrict[jetstream.StreamConfig](t, filepath.Join(natsDir, file))
 }
 
-func loadConsumerFile(t *testing.T) jetstream.ConsumerConfig {
+func loadConsumerFile(t *testing.T, consumer string) jetstream.ConsumerConfig {
 	t.Helper()
-	return decodeStrict[jetstream.ConsumerConfig](t, filepath.Join(natsDir, consumerFile))
+	cf, ok := consumerFiles[consumer]
+	require.True(t, ok, "no file in deploy/nats for consumer %s", consumer)
+	return decodeStrict[jetstream.ConsumerConfig](t, filepath.Join(natsDir, cf.file))
 }
 
 // deployedWorkerConfig is the worker.Config the Kubernetes ConfigMap gives,
-// as far as it shapes the streams and the consumer.
+// as far as it shapes the streams and the consumers.
 func deployedWorkerConfig(t *testing.T, provision bool) worker.Config {
 	t.Helper()
 	data := loadManifests(t).configMap.Data
@@ -70,13 +88,40 @@ func deployedWorkerConfig(t *testing.T, provision bool) worker.Config {
 	return cfg
 }
 
-// The values written out in worker/provision.go, checked field by field so
-// that a failure names the field.
+// Every JSON file of deploy/nats is one of the files above: a file the
+// tests do not know of would be checked by none of them.
+func TestDeployNatsHoldsOnlyKnownFiles(t *testing.T) {
+	known := map[string]bool{}
+	for _, file := range streamFiles {
+		known[file] = true
+	}
+	for _, cf := range consumerFiles {
+		known[cf.file] = true
+	}
+	entries, err := os.ReadDir(natsDir)
+	require.NoError(t, err)
+	found := map[string]bool{}
+	for _, entry := range entries {
+		if strings.HasSuffix(entry.Name(), ".json") {
+			assert.True(t, known[entry.Name()], "deploy/nats/%s is not checked by any test", entry.Name())
+			found[entry.Name()] = true
+		}
+	}
+	for file := range known {
+		assert.True(t, found[file], "deploy/nats/%s is missing", file)
+	}
+}
+
+// The values written out in worker/provision.go and worker/follow.go,
+// checked field by field so that a failure names the field.
 func TestTheStreamFilesHoldWhatTheWorkerProvisions(t *testing.T) {
 	deadSubjects := make([]string, 0, len(messages.Kinds))
+	followSubjects := make([]string, 0, len(messages.Kinds))
 	for _, kind := range messages.Kinds {
 		deadSubjects = append(deadSubjects, kind.DeadLetterSubject())
+		followSubjects = append(followSubjects, messages.SubjectPrefix+"follow."+string(kind))
 	}
+	assert.Equal(t, []string{"cckm.cancel.follow.refresh", "cckm.cancel.follow.bulkjob"}, followSubjects)
 	for _, tc := range []struct {
 		stream     string
 		subjects   []string
@@ -87,6 +132,8 @@ func TestTheStreamFilesHoldWhatTheWorkerProvisions(t *testing.T) {
 		{worker.RequestStream, []string{messages.SubjectRefresh, messages.SubjectBulkJob}, jetstream.WorkQueuePolicy, 0, 2 * time.Minute},
 		{worker.ResultStream, []string{messages.SubjectResults}, jetstream.LimitsPolicy, worker.DefaultResultRetention, worker.DefaultDuplicateWindow},
 		{worker.DeadLetterStream, deadSubjects, jetstream.LimitsPolicy, 30 * 24 * time.Hour, 2 * time.Minute},
+		{worker.FollowStream, followSubjects, jetstream.WorkQueuePolicy, 0, 10 * time.Minute},
+		{worker.SettledStream, []string{messages.SubjectSettled}, jetstream.LimitsPolicy, worker.DefaultResultRetention, worker.DefaultDuplicateWindow},
 	} {
 		t.Run(tc.stream, func(t *testing.T) {
 			cfg := loadStreamFile(t, tc.stream)
@@ -103,7 +150,7 @@ func TestTheStreamFilesHoldWhatTheWorkerProvisions(t *testing.T) {
 	}
 }
 
-func TestTheConsumerFileHoldsWhatTheWorkerProvisions(t *testing.T) {
+func TestTheConsumerFilesHoldWhatTheWorkerProvisions(t *testing.T) {
 	deployed := deployedWorkerConfig(t, true)
 	concurrency := deployed.Concurrency
 	if concurrency == 0 {
@@ -113,30 +160,47 @@ func TestTheConsumerFileHoldsWhatTheWorkerProvisions(t *testing.T) {
 	if ackWait == 0 {
 		ackWait = worker.DefaultAckWait
 	}
-	cfg := loadConsumerFile(t)
-	assert.Equal(t, worker.ConsumerName, cfg.Durable)
-	assert.Equal(t, jetstream.AckExplicitPolicy, cfg.AckPolicy)
-	assert.Equal(t, ackWait, cfg.AckWait, "ack_wait against WORKER_ACK_WAIT")
-	assert.Equal(t, -1, cfg.MaxDeliver, "the worker counts deliveries itself")
-	assert.Equal(t, max(1000, 4*concurrency), cfg.MaxAckPending, "max_ack_pending against WORKER_CONCURRENCY")
-	assert.Equal(t, jetstream.DeliverAllPolicy, cfg.DeliverPolicy)
-	assert.Empty(t, cfg.FilterSubject, "the consumer reads both request subjects")
-	assert.Empty(t, cfg.BackOff, "the worker chooses redelivery delays (NakWithDelay)")
+	for _, tc := range []struct {
+		consumer      string
+		stream        string
+		maxAckPending int
+		why           string
+	}{
+		{worker.ConsumerName, worker.RequestStream, max(1000, 4*concurrency), "max_ack_pending against WORKER_CONCURRENCY"},
+		{worker.FollowConsumer, worker.FollowStream, 10000, "max_ack_pending of the follow consumer (worker/follow.go)"},
+	} {
+		t.Run(tc.consumer, func(t *testing.T) {
+			assert.Equal(t, tc.stream, consumerFiles[tc.consumer].stream)
+			cfg := loadConsumerFile(t, tc.consumer)
+			assert.Equal(t, tc.consumer, cfg.Durable)
+			assert.Equal(t, jetstream.AckExplicitPolicy, cfg.AckPolicy)
+			assert.Equal(t, ackWait, cfg.AckWait, "ack_wait against WORKER_ACK_WAIT")
+			assert.Equal(t, -1, cfg.MaxDeliver, "the worker counts deliveries itself")
+			assert.Equal(t, tc.maxAckPending, cfg.MaxAckPending, tc.why)
+			assert.Equal(t, jetstream.DeliverAllPolicy, cfg.DeliverPolicy)
+			assert.Empty(t, cfg.FilterSubject, "the consumer reads every subject of its stream")
+			assert.Empty(t, cfg.FilterSubjects, "the consumer reads every subject of its stream")
+			assert.Empty(t, cfg.BackOff, "the worker chooses redelivery delays (NakWithDelay)")
+			assert.Equal(t, 0, cfg.Replicas, "as its stream")
+			assert.NotEmpty(t, cfg.Description)
+		})
+	}
 }
 
-// assets are the server's view of the streams and the consumer.
+// assets are the server's view of the streams and the consumers.
 type assets struct {
-	streams  map[string]jetstream.StreamConfig
-	consumer jetstream.ConsumerConfig
+	streams   map[string]jetstream.StreamConfig
+	consumers map[string]jetstream.ConsumerConfig
 }
 
-// readAssets fetches the configurations the server holds, without the
-// metadata the server adds (_nats.*).
+// readAssets fetches the configurations the server holds of every stream
+// and consumer that deploy/nats defines, without the metadata the server
+// adds (_nats.*).
 func readAssets(t *testing.T, js jetstream.JetStream) assets {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	a := assets{streams: map[string]jetstream.StreamConfig{}}
+	a := assets{streams: map[string]jetstream.StreamConfig{}, consumers: map[string]jetstream.ConsumerConfig{}}
 	for name := range streamFiles {
 		s, err := js.Stream(ctx, name)
 		require.NoError(t, err, "stream %s", name)
@@ -144,10 +208,13 @@ func readAssets(t *testing.T, js jetstream.JetStream) assets {
 		cfg.Metadata = withoutServerMetadata(cfg.Metadata)
 		a.streams[name] = cfg
 	}
-	c, err := js.Consumer(ctx, worker.RequestStream, worker.ConsumerName)
-	require.NoError(t, err, "consumer %s", worker.ConsumerName)
-	a.consumer = c.CachedInfo().Config
-	a.consumer.Metadata = withoutServerMetadata(a.consumer.Metadata)
+	for name, cf := range consumerFiles {
+		c, err := js.Consumer(ctx, cf.stream, name)
+		require.NoError(t, err, "consumer %s on %s", name, cf.stream)
+		cfg := c.CachedInfo().Config
+		cfg.Metadata = withoutServerMetadata(cfg.Metadata)
+		a.consumers[name] = cfg
+	}
 	return a
 }
 
@@ -170,20 +237,38 @@ func createFromFiles(t *testing.T, js jetstream.JetStream) {
 		_, err := js.CreateStream(ctx, loadStreamFile(t, name))
 		require.NoError(t, err, "the server refuses %s", streamFiles[name])
 	}
-	_, err := js.CreateConsumer(ctx, worker.RequestStream, loadConsumerFile(t))
-	require.NoError(t, err, "the server refuses %s", consumerFile)
+	for name, cf := range consumerFiles {
+		_, err := js.CreateConsumer(ctx, cf.stream, loadConsumerFile(t, name))
+		require.NoError(t, err, "the server refuses %s", cf.file)
+	}
+}
+
+// provisionedByWorker runs a worker with provisioning on, with the
+// ConfigMap's settings, against a server of its own, and returns that
+// server's JetStream once the worker has made everything it makes at the
+// start: the request consumer before it is ready, the follow streams and
+// consumer afterwards, in the background (runFollow).
+func provisionedByWorker(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	ns := natstest.RunServer(t, nil)
+	w := runWorker(t, deployedWorkerConfig(t, true), ns)
+	require.Eventually(t, func() bool { return w.Ready() == nil }, 10*time.Second, 20*time.Millisecond,
+		"the worker provisions and binds")
+	js, err := jetstream.New(natstest.Connect(t, ns))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := js.Consumer(ctx, worker.FollowStream, worker.FollowConsumer)
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond, "the worker provisions the follow consumer %s", worker.FollowConsumer)
+	return js
 }
 
 // The server accepts the files, and what it makes of them is what it makes
 // of the worker's own provisioning, field for field.
 func TestTheServerMakesTheSameAssetsFromTheFilesAsFromTheWorker(t *testing.T) {
-	byWorker := natstest.RunServer(t, nil)
-	w := runWorker(t, deployedWorkerConfig(t, true), byWorker)
-	require.Eventually(t, func() bool { return w.Ready() == nil }, 10*time.Second, 20*time.Millisecond,
-		"the worker provisions and binds")
-	jsWorker, err := jetstream.New(natstest.Connect(t, byWorker))
-	require.NoError(t, err)
-	provisioned := readAssets(t, jsWorker)
+	provisioned := readAssets(t, provisionedByWorker(t))
 
 	byFiles := natstest.RunServer(t, nil)
 	jsFiles, err := jetstream.New(natstest.Connect(t, byFiles))
@@ -194,10 +279,42 @@ func TestTheServerMakesTheSameAssetsFromTheFilesAsFromTheWorker(t *testing.T) {
 	for name := range streamFiles {
 		assert.Equal(t, provisioned.streams[name], fromFiles.streams[name], "stream %s", name)
 	}
-	assert.Equal(t, provisioned.consumer, fromFiles.consumer, "consumer %s", worker.ConsumerName)
+	for name := range consumerFiles {
+		assert.Equal(t, provisioned.consumers[name], fromFiles.consumers[name], "consumer %s", name)
+	}
 }
 
-// With WORKER_PROVISION=false the worker binds to what the files made.
+// Whatever stream or consumer the worker provisions has its file: a new
+// asset of the worker without one fails here, not in a deployment with
+// WORKER_PROVISION=false.
+func TestDeployNatsHasAFileForEveryAssetTheWorkerProvisions(t *testing.T) {
+	js := provisionedByWorker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	streams := js.StreamNames(ctx)
+	var names []string
+	for name := range streams.Name() {
+		names = append(names, name)
+	}
+	require.NoError(t, streams.Err())
+	require.NotEmpty(t, names)
+	for _, name := range names {
+		assert.Contains(t, streamFiles, name, "the worker provisions stream %s, which deploy/nats lacks", name)
+		s, err := js.Stream(ctx, name)
+		require.NoError(t, err, "stream %s", name)
+		consumers := s.ConsumerNames(ctx)
+		for consumer := range consumers.Name() {
+			cf, ok := consumerFiles[consumer]
+			if assert.True(t, ok, "the worker provisions consumer %s on %s, which deploy/nats lacks", consumer, name) {
+				assert.Equal(t, name, cf.stream, "consumer %s: the stream its file is added to", consumer)
+			}
+		}
+		require.NoError(t, consumers.Err(), "consumers of %s", name)
+	}
+}
+
+// With WORKER_PROVISION=false the worker binds to what the files made: it
+// becomes ready on the request consumer and pulls from the follow consumer.
 func TestAWorkerThatDoesNotProvisionBindsToTheFilesAssets(t *testing.T) {
 	ns := natstest.RunServer(t, nil)
 	js, err := jetstream.New(natstest.Connect(t, ns))
@@ -206,6 +323,37 @@ func TestAWorkerThatDoesNotProvisionBindsToTheFilesAssets(t *testing.T) {
 	w := runWorker(t, deployedWorkerConfig(t, false), ns)
 	require.Eventually(t, func() bool { return w.Ready() == nil }, 10*time.Second, 20*time.Millisecond,
 		"the worker binds to the consumer made from consumer.json")
+	require.Eventually(t, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		c, err := js.Consumer(ctx, worker.FollowStream, worker.FollowConsumer)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(ctx)
+		return err == nil && info.NumWaiting > 0
+	}, 10*time.Second, 20*time.Millisecond, "the worker pulls from the consumer made from consumer-follow.json")
+}
+
+// Without the follow files, a worker that does not provision still takes
+// requests (deploy/README.md): following waits in the background.
+func TestAWorkerThatDoesNotProvisionIsReadyWithoutTheFollowAssets(t *testing.T) {
+	ns := natstest.RunServer(t, nil)
+	js, err := jetstream.New(natstest.Connect(t, ns))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, name := range []string{worker.RequestStream, worker.ResultStream, worker.DeadLetterStream} {
+		_, err := js.CreateStream(ctx, loadStreamFile(t, name))
+		require.NoError(t, err, "the server refuses %s", streamFiles[name])
+	}
+	_, err = js.CreateConsumer(ctx, worker.RequestStream, loadConsumerFile(t, worker.ConsumerName))
+	require.NoError(t, err)
+	w := runWorker(t, deployedWorkerConfig(t, false), ns)
+	require.Eventually(t, func() bool { return w.Ready() == nil }, 10*time.Second, 20*time.Millisecond,
+		"the worker takes requests without the follow assets")
+	_, err = js.Stream(ctx, worker.FollowStream)
+	assert.ErrorIs(t, err, jetstream.ErrStreamNotFound, "a worker that does not provision creates nothing")
 }
 
 // runWorker runs a worker on its own connection to ns, and stops it when

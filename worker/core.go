@@ -79,6 +79,8 @@ func (w *Worker) setUpCoreOutputs(ctx context.Context) {
 		}
 		w.resultsStored.Store(false)
 		w.deadStored.Store(false)
+		w.followStored.Store(false)
+		w.settledStored.Store(false)
 	}
 }
 
@@ -116,8 +118,7 @@ func (w *Worker) handleCore(ctx context.Context, kind messages.Kind, msg *nats.M
 	}
 	if w.wantsFollow(out) {
 		if err := w.publishFollowTask(ctx, out); err != nil {
-			w.log.Warn().Err(err).Str("request_id", out.result.RequestID).
-				Msg("cannot follow the job: core mode follows only when NATS has JetStream")
+			w.cannotFollow(ctx, out, err)
 		}
 	}
 	w.logOutcome(out, 0)

@@ -92,6 +92,9 @@ func (w *Worker) wantsFollow(out outcome) bool {
 // publishFollowTask stores the follow task of a canceled result. Its
 // Nats-Msg-Id makes a redelivered request's second task a duplicate.
 func (w *Worker) publishFollowTask(ctx context.Context, out outcome) error {
+	if !w.followStored.Load() {
+		return errNoFollowStream
+	}
 	data, err := json.Marshal(out.result)
 	if err != nil {
 		return err
@@ -112,6 +115,34 @@ func (w *Worker) publishFollowTask(ctx context.Context, out outcome) error {
 		return fmt.Errorf("store the follow task of %s: %w", out.result.RequestID, err)
 	}
 	return nil
+}
+
+// errNoFollowStream says that no stream holds the follow tasks.
+var errNoFollowStream = errors.New("no stream " + FollowStream)
+
+// noStream reports whether a publish failed because no stream holds the
+// subject.
+func noStream(err error) bool {
+	return errors.Is(err, errNoFollowStream) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, nats.ErrNoResponders)
+}
+
+// cannotFollow handles a follow task that could not be stored: it logs why
+// and publishes settled: false at once, so that a producer waiting for the
+// settled event is not left waiting.
+func (w *Worker) cannotFollow(ctx context.Context, out outcome, err error) {
+	w.log.Warn().Err(err).Str("request_id", out.result.RequestID).
+		Msgf("cannot follow the job: the stream %s is missing (or NATS has no JetStream)", FollowStream)
+	no := false
+	settled := out.result
+	settled.Settled = &no
+	header := nats.Header{}
+	if out.request.ReplyTo != "" {
+		header.Set(messages.HeaderReplyTo, out.request.ReplyTo)
+	}
+	if err := w.publishSettled(ctx, settled, header); err != nil {
+		w.log.Warn().Err(err).Str("request_id", out.result.RequestID).Msg("cannot publish the settled event")
+	}
 }
 
 // runFollow binds the follow consumer and polls follow tasks until ctx
@@ -142,14 +173,12 @@ func (w *Worker) runFollow(ctx, workCtx context.Context) {
 }
 
 func (w *Worker) bindFollowConsumer(ctx context.Context) (jetstream.Consumer, error) {
-	for _, cfg := range []jetstream.StreamConfig{followStreamConfig(), w.cfg.settledStreamConfig()} {
-		exists, err := w.ensureStream(ctx, cfg)
-		if err != nil {
-			return nil, err
-		}
-		if !exists {
-			return nil, fmt.Errorf("stream %s does not exist and WORKER_PROVISION is false", cfg.Name)
-		}
+	exists, err := w.ensureStream(ctx, followStreamConfig())
+	if err != nil {
+		return nil, err
+	}
+	if !exists {
+		return nil, fmt.Errorf("stream %s does not exist and WORKER_PROVISION is false", FollowStream)
 	}
 	cons, err := w.js.Consumer(ctx, FollowStream, FollowConsumer)
 	if err == nil || !errors.Is(err, jetstream.ErrConsumerNotFound) || !w.cfg.Provision {
@@ -246,8 +275,7 @@ func (w *Worker) publishSettled(ctx context.Context, settled messages.Result, ta
 	if tp := taskHeader.Get(messages.HeaderTraceparent); tp != "" {
 		msg.Header.Set(messages.HeaderTraceparent, tp)
 	}
-	// Follows run only once the settled stream was found or created.
-	if err := w.publish(ctx, msg, true); err != nil {
+	if err := w.publish(ctx, msg, w.settledStored.Load()); err != nil {
 		return fmt.Errorf("publish settled %s: %w", settled.RequestID, err)
 	}
 	if reply := taskHeader.Get(messages.HeaderReplyTo); reply != "" {

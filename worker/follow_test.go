@@ -153,3 +153,32 @@ func TestFollowStep(t *testing.T) {
 	assert.False(t, *settled.Settled, "past the deadline")
 	assert.Equal(t, "in_progress", settled.OverallStatus)
 }
+
+func TestWithoutAFollowStreamTheRequestSettlesFalseAndIsNotRedelivered(t *testing.T) {
+	env := newTestEnv(t, cckmtest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cfg := followConfig(ModeJetStream)
+	_, err := env.js.CreateStream(ctx, requestStreamConfig())
+	require.NoError(t, err)
+	_, err = env.js.CreateStream(ctx, cfg.resultStreamConfig())
+	require.NoError(t, err)
+	_, err = env.js.CreateConsumer(ctx, RequestStream, cfg.consumerConfig())
+	require.NoError(t, err)
+	settledEvents := env.watchResults(t, messages.SubjectSettled)
+	results := env.watchResults(t, messages.SubjectResults)
+
+	cfg.Provision = false
+	env.startWorker(t, cfg, env.client(t, nil))
+	id := messages.NewRequestID()
+	env.cm.AddJob(cckmtest.Refresh, id)
+	env.publish(t, messages.KindRefresh, `{"id":"`+id+`","follow":true}`, nil)
+
+	result, _ := results.next(t)
+	assert.Equal(t, messages.StatusCanceled, result.Status)
+	settled, _ := settledEvents.next(t)
+	require.NotNil(t, settled.Settled)
+	assert.False(t, *settled.Settled, "cannot follow: settled false at once")
+	env.requireNothingPending(t)
+	assert.Len(t, env.cm.CallsFor(id), 1, "no redelivery, no second cancel")
+}

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -154,11 +155,16 @@ func (w *Worker) handleJetStream(ctx context.Context, msg jetstream.Msg, ackWait
 		return
 	}
 	if w.wantsFollow(out) {
-		if err := w.publishFollowTask(ctx, out); err != nil {
+		if err := w.publishFollowTask(ctx, out); err != nil && !noStream(err) {
 			w.log.Error().Err(err).Msg("cannot store the follow task; the request will be delivered again")
 			w.attempts.store(seq, out)
 			_ = msg.NakWithDelay(w.cfg.RetryDelay)
 			return
+		} else if err != nil {
+			// No stream for follow tasks (WORKER_PROVISION=false and it was
+			// not created): waiting cannot help, and redelivering would call
+			// CipherTrust Manager again and again. Say so and move on.
+			w.cannotFollow(ctx, out, err)
 		}
 	}
 	if out.deadLetter {
@@ -184,30 +190,32 @@ func (w *Worker) handleJetStream(ctx context.Context, msg jetstream.Msg, ackWait
 
 // keepAlive tells the server, every third of the ack wait, that msg is
 // still being worked on, so that a slow call is not redelivered to another
-// instance meanwhile. The returned function stops it.
+// instance meanwhile. It costs a timer, not a goroutine, per message. The
+// returned function stops it.
 func keepAlive(msg jetstream.Msg, ackWait time.Duration) (stop func()) {
 	interval := ackWait / 3
 	if interval <= 0 {
 		return func() {}
 	}
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		ticker := time.NewTicker(interval)
-		defer ticker.Stop()
-		for {
-			select {
-			case <-ticker.C:
-				_ = msg.InProgress()
-			case <-done:
-				return
-			}
+	var mu sync.Mutex
+	stopped := false
+	var timer *time.Timer
+	mu.Lock() // the callback reads timer
+	defer mu.Unlock()
+	timer = time.AfterFunc(interval, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
 		}
-	}()
+		_ = msg.InProgress()
+		timer.Reset(interval)
+	})
 	return func() {
-		close(done)
-		<-finished
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		timer.Stop()
 	}
 }
 

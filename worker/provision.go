@@ -119,6 +119,19 @@ func (w *Worker) setUpOutputs(ctx context.Context) error {
 		return err
 	}
 	w.deadStored.Store(stored)
+	// A JetStream publish to a subject no stream holds waits for its time-out
+	// when anyone subscribes to the subject, so whether each stream exists is
+	// settled here, once, not found out by publishing.
+	stored, err = w.ensureStream(ctx, followStreamConfig())
+	if err != nil {
+		return err
+	}
+	w.followStored.Store(stored)
+	stored, err = w.ensureStream(ctx, w.cfg.settledStreamConfig())
+	if err != nil {
+		return err
+	}
+	w.settledStored.Store(stored)
 	return nil
 }
 

@@ -36,6 +36,8 @@ type Worker struct {
 	bound         atomic.Bool // the consumer (or the subscriptions) is bound
 	resultsStored atomic.Bool // a stream holds the result subjects
 	deadStored    atomic.Bool // a stream holds the dead-letter subjects
+	followStored  atomic.Bool // a stream holds the follow tasks
+	settledStored atomic.Bool // a stream holds the settled events
 	followReady   atomic.Bool // the follow consumer is bound
 	counts        counters    // for the status endpoint and micro stats
 }

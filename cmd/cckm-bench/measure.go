@@ -23,8 +23,8 @@ const (
 	benchPassword = "bench-password"
 )
 
-const tableHeader = "| run | throughput (req/s) | ratio to limit | p50 | p99 | p50 low load | p99 low load | added p50 low load | worker peak RSS |\n" +
-	"|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+const tableHeader = "| run | throughput (req/s) | ratio to limit | p50 | p99 | p50 low load | p99 low load | added p50 low load | worker peak RSS | CPU µs/req worker + rest |\n" +
+	"|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 
 // row is one line of the table.
 type row struct {
@@ -35,6 +35,10 @@ type row struct {
 	addedP50         time.Duration
 	rss              int64
 	errors, failures int
+	// CPU per request in the throughput run: the worker process, and the
+	// benchmark process (NATS server, fake CM, load driver; for the limit,
+	// the client too).
+	workerCPU, restCPU time.Duration
 }
 
 func (r row) print(limit row) {
@@ -45,8 +49,9 @@ func (r row) print(limit row) {
 	if r.name != "limit" {
 		added = ms(r.addedP50)
 	}
-	fmt.Printf("| %s | %.0f | %.3f | %s | %s | %s | %s | %s | %s |\n", r.name, r.throughput,
-		r.throughput/limit.throughput, ms(r.p50), ms(r.p99), ms(r.lowP50), ms(r.lowP99), added, rss)
+	fmt.Printf("| %s | %.0f | %.3f | %s | %s | %s | %s | %s | %s | %.0f + %.0f |\n", r.name, r.throughput,
+		r.throughput/limit.throughput, ms(r.p50), ms(r.p99), ms(r.lowP50), ms(r.lowP99), added, rss,
+		float64(r.workerCPU)/float64(time.Microsecond), float64(r.restCPU)/float64(time.Microsecond))
 	if r.failures > 0 || r.errors > 0 {
 		fmt.Printf("|  ↳ %d results not canceled, %d errors | | | | | | | | |\n", r.failures, r.errors)
 	}
@@ -91,7 +96,7 @@ func measureDirect(url string, concurrency, n, lowLoad int) (row, error) {
 	var next atomic.Int64
 	var errs atomic.Int64
 	var wg sync.WaitGroup
-	start := time.Now()
+	start, startCPU := time.Now(), selfCPUTime()
 	for range concurrency {
 		wg.Add(1)
 		go func() {
@@ -113,7 +118,8 @@ func measureDirect(url string, concurrency, n, lowLoad int) (row, error) {
 	elapsed := time.Since(start)
 	slices.Sort(latencies)
 	r := row{name: "limit", throughput: float64(n) / elapsed.Seconds(),
-		p50: percentile(latencies, .5), p99: percentile(latencies, .99), errors: int(errs.Load())}
+		p50: percentile(latencies, .5), p99: percentile(latencies, .99), errors: int(errs.Load()),
+		restCPU: (selfCPUTime() - startCPU) / time.Duration(n)}
 
 	low := make([]time.Duration, 0, lowLoad)
 	for range lowLoad {
@@ -251,7 +257,7 @@ func measureWorker(cfg benchConfig, ns *server.Server, cmURL, mode string) (row,
 	if err := nc.Flush(); err != nil {
 		return row{}, err
 	}
-	start := time.Now()
+	start, startCPU, startWorkerCPU := time.Now(), selfCPUTime(), proc.cpuTime()
 	for i := range cfg.requests {
 		requestID := "full-" + strconv.Itoa(i)
 		full.publishing(requestID)
@@ -265,6 +271,8 @@ func measureWorker(cfg benchConfig, ns *server.Server, cmURL, mode string) (row,
 	if err := full.wait(ctx); err != nil {
 		return row{}, err
 	}
+	r.workerCPU = (proc.cpuTime() - startWorkerCPU) / time.Duration(cfg.requests)
+	r.restCPU = (selfCPUTime() - startCPU) / time.Duration(cfg.requests)
 	_ = sub.Unsubscribe()
 	r.throughput = float64(cfg.requests) / full.last.Sub(start).Seconds()
 	slices.Sort(full.latencies)
