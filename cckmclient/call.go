@@ -33,7 +33,7 @@ func (c *Client) call(ctx context.Context, method, op string, kind messages.Kind
 	if err != nil {
 		return resp, err
 	}
-	target := c.base.String() + path
+	target := c.baseURL + path
 	opName := op + " " + string(kind) + " " + id
 
 	deadline := c.now().Add(c.cfg.RetryBudget)

@@ -111,6 +111,7 @@ func (c *Config) setDefaults() {
 type Client struct {
 	cfg     Config
 	base    *url.URL
+	baseURL string // base.String(), once
 	http    *http.Client
 	tokens  *tokenSource
 	log     zerolog.Logger
@@ -151,6 +152,7 @@ func New(cfg Config) (*Client, error) {
 	c := &Client{
 		cfg:     cfg,
 		base:    base,
+		baseURL: base.String(),
 		http:    httpClient,
 		log:     logger,
 		secrets: cfg.Credentials.secrets(),

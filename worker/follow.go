@@ -95,12 +95,8 @@ func (w *Worker) publishFollowTask(ctx context.Context, out outcome) error {
 	if !w.followStored.Load() {
 		return errNoFollowStream
 	}
-	data, err := json.Marshal(out.result)
-	if err != nil {
-		return err
-	}
 	msg := nats.NewMsg(followSubject(out.result.Kind))
-	msg.Data = data
+	msg.Data = out.result.AppendJSON(nil)
 	msg.Header.Set(messages.HeaderMsgID, out.result.RequestID+".follow")
 	msg.Header.Set(HeaderFollowDeadline, w.now().Add(w.cfg.FollowTimeout).UTC().Format(time.RFC3339Nano))
 	if out.request.ReplyTo != "" {
@@ -265,12 +261,8 @@ func followStep(result messages.Result, resp cckmclient.Response, err error, pas
 // publishSettled publishes a settled event, stored where a stream holds
 // the settled subjects, and sends it to the request's reply subject.
 func (w *Worker) publishSettled(ctx context.Context, settled messages.Result, taskHeader nats.Header) error {
-	data, err := json.Marshal(settled)
-	if err != nil {
-		return err
-	}
 	msg := nats.NewMsg(settled.Kind.SettledSubject())
-	msg.Data = data
+	msg.Data = settled.AppendJSON(nil)
 	msg.Header.Set(messages.HeaderMsgID, messages.SettledMsgID(settled.RequestID))
 	if tp := taskHeader.Get(messages.HeaderTraceparent); tp != "" {
 		msg.Header.Set(messages.HeaderTraceparent, tp)

@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 
@@ -14,18 +13,14 @@ import (
 // resultMessage builds the NATS message of a result: on the kind's result
 // subject, with Nats-Msg-Id <request_id>.result so that a results stream
 // drops the copy a redelivery publishes, and the request's traceparent.
-func resultMessage(result messages.Result, req messages.Request) (*nats.Msg, error) {
-	data, err := json.Marshal(result)
-	if err != nil {
-		return nil, fmt.Errorf("encode result: %w", err)
-	}
+func resultMessage(result messages.Result, req messages.Request) *nats.Msg {
 	msg := nats.NewMsg(result.Kind.ResultSubject())
-	msg.Data = data
+	msg.Data = result.AppendJSON(make([]byte, 0, 512+len(result.Job)))
 	msg.Header.Set(messages.HeaderMsgID, messages.ResultMsgID(result.RequestID))
 	if req.Traceparent != "" {
 		msg.Header.Set(messages.HeaderTraceparent, req.Traceparent)
 	}
-	return msg, nil
+	return msg
 }
 
 // publishResult publishes a result, through JetStream (waiting for the
@@ -33,10 +28,7 @@ func resultMessage(result messages.Result, req messages.Request) (*nats.Msg, err
 // then to the request's Cckm-Reply-To and to extraReply, if any. Only the
 // first publish decides success: a reply that cannot be sent is logged.
 func (w *Worker) publishResult(ctx context.Context, result messages.Result, req messages.Request, extraReply string) error {
-	msg, err := resultMessage(result, req)
-	if err != nil {
-		return err
-	}
+	msg := resultMessage(result, req)
 	if err := w.publish(ctx, msg, w.resultsStored.Load()); err != nil {
 		w.metrics.publishFailed("result")
 		return fmt.Errorf("publish result %s: %w", result.RequestID, err)

@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -50,7 +51,18 @@ func main() {
 	backlogs := flag.String("backlog", "10000,100000", "backlog sizes for the RSS runs (empty: skip)")
 	modes := flag.String("modes", "jetstream,core", "worker modes to measure")
 	flag.StringVar(&cfg.workerBin, "worker", "", "worker binary (default: build ./cmd/cckm-cancel-worker)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (NATS server, fake CM, driver) to the file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fail(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fail(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	var err error
 	if cfg.latencies, err = parseDurations(*latencies); err != nil {
@@ -61,6 +73,7 @@ func main() {
 	}
 	cfg.modes = strings.Split(*modes, ",")
 	if err := runBench(cfg); err != nil {
+		pprof.StopCPUProfile()
 		fail(err)
 	}
 }

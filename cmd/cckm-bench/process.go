@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -16,7 +17,7 @@ import (
 // workerProcess is a worker binary the benchmark started.
 type workerProcess struct {
 	cmd     *exec.Cmd
-	output  *bytes.Buffer
+	output  *tailBuffer
 	done    chan error
 	stopped bool
 }
@@ -39,9 +40,9 @@ func startWorker(bin, natsURL, cmURL, mode string, concurrency int) (*workerProc
 		"WORKER_MODE=" + mode,
 		"WORKER_CONCURRENCY=" + strconv.Itoa(concurrency),
 		"HTTP_ADDR=" + addr,
-		"LOG_LEVEL=warn",
+		"LOG_LEVEL=info", // the default: one line per request, as in production
 	}
-	output := &bytes.Buffer{}
+	output := &tailBuffer{}
 	cmd.Stdout, cmd.Stderr = output, output
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -66,6 +67,31 @@ func startWorker(bin, natsURL, cmURL, mode string, concurrency int) (*workerProc
 	}
 	p.stop()
 	return nil, fmt.Errorf("worker not ready in 30s:\n%s", output.String())
+}
+
+// tailBuffer keeps the last 64 KiB written to it: the worker logs a line
+// per request, and only the end matters when it fails.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+const tailSize = 64 << 10
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	if len(b.buf) > 2*tailSize {
+		b.buf = append(b.buf[:0], b.buf[len(b.buf)-tailSize:]...)
+	}
+	return len(p), nil
+}
+
+func (b *tailBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.buf)
 }
 
 // stop sends SIGTERM and waits for the worker to exit.
