@@ -92,13 +92,13 @@ func (w *Worker) receiveCore(workCtx context.Context, kind messages.Kind, msg *n
 	if !acquire(workCtx, w.slots) {
 		return
 	}
-	w.spawn(w.slots, func() { w.handleCore(workCtx, kind, msg, received) })
+	w.spawn(w.slots, func(release func()) { w.handleCore(workCtx, kind, msg, received, release) })
 }
 
 // handleCore processes one core-mode request: at most once, so every
 // failure is final, and the result also answers the request's reply
 // subject.
-func (w *Worker) handleCore(ctx context.Context, kind messages.Kind, msg *nats.Msg, received time.Time) {
+func (w *Worker) handleCore(ctx context.Context, kind messages.Kind, msg *nats.Msg, received time.Time, release func()) {
 	d := delivery{
 		kind:     kind,
 		payload:  msg.Data,
@@ -107,6 +107,7 @@ func (w *Worker) handleCore(ctx context.Context, kind messages.Kind, msg *nats.M
 		final:    true,
 	}
 	out := process(ctx, w.canceler, d, w.now)
+	release() // the call is over: let the next one start
 	if out.verdict == verdictRetry {
 		// Only when the worker was stopped mid-call: there is no redelivery
 		// in core mode, so say so in a result.

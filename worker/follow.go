@@ -159,7 +159,10 @@ func (w *Worker) runFollow(ctx, workCtx context.Context) {
 		}
 		wait = minBindRetry
 		w.followReady.Store(true)
-		err = w.consume(ctx, cons, slots, func(msg jetstream.Msg) { w.handleFollow(workCtx, msg) })
+		err = w.consume(ctx, cons, slots, func(msg jetstream.Msg, release func()) {
+			w.handleFollow(workCtx, msg)
+			release()
+		})
 		w.followReady.Store(false)
 		if err != nil && ctx.Err() == nil {
 			w.log.Error().Err(err).Msg("following stopped; binding again")

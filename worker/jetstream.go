@@ -40,8 +40,8 @@ func (w *Worker) runJetStream(ctx, workCtx context.Context) error {
 		w.bound.Store(true)
 		w.log.Info().Str("stream", RequestStream).Str("consumer", ConsumerName).
 			Int("concurrency", w.cfg.Concurrency).Dur("ack_wait", ackWait).Msg("consuming requests")
-		err = w.consume(ctx, cons, w.slots, func(msg jetstream.Msg) {
-			w.handleJetStream(workCtx, msg, ackWait)
+		err = w.consume(ctx, cons, w.slots, func(msg jetstream.Msg, release func()) {
+			w.handleJetStream(workCtx, msg, ackWait, release)
 		})
 		w.bound.Store(false)
 		if err != nil && ctx.Err() == nil {
@@ -55,7 +55,7 @@ func (w *Worker) runJetStream(ctx, workCtx context.Context) error {
 // consume pulls requests while there is a free slot, until ctx ends. Then
 // it drains the iterator: requests already pulled but not started are
 // handed back with a Nak, so another instance takes them at once.
-func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer, slots chan struct{}, handle func(jetstream.Msg)) error {
+func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer, slots chan struct{}, handle func(jetstream.Msg, func())) error {
 	iter, err := cons.Messages(jetstream.PullMaxMessages(cap(slots)))
 	if err != nil {
 		return err
@@ -82,7 +82,7 @@ func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer, slots cha
 			_ = msg.Nak()
 			continue
 		}
-		w.spawn(slots, func() { handle(msg) })
+		w.spawn(slots, func(release func()) { handle(msg, release) })
 	}
 }
 
@@ -101,7 +101,7 @@ func (w *Worker) handBack(iter jetstream.MessagesContext) {
 // actions: Ack after the result is stored, NakWithDelay for a transient
 // failure with deliveries left, Term for a rejected request, and a dead
 // letter plus Term when the last delivery failed.
-func (w *Worker) handleJetStream(ctx context.Context, msg jetstream.Msg, ackWait time.Duration) {
+func (w *Worker) handleJetStream(ctx context.Context, msg jetstream.Msg, ackWait time.Duration, release func()) {
 	received := w.now()
 	meta, err := msg.Metadata()
 	if err != nil {
@@ -133,6 +133,7 @@ func (w *Worker) handleJetStream(ctx context.Context, msg jetstream.Msg, ackWait
 
 	stopKeepAlive := keepAlive(msg, ackWait)
 	out := process(ctx, w.canceler, d, w.now)
+	release() // the call is over: let the next one start
 	stopKeepAlive()
 
 	if out.verdict == verdictRetry {

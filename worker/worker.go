@@ -139,19 +139,29 @@ func (w *Worker) jetStreamEnabled(ctx context.Context) bool {
 }
 
 // spawn runs fn in a goroutine that Run waits for, holding a slot of
-// slots that the caller acquired; the slot is freed when fn returns.
-func (w *Worker) spawn(slots chan struct{}, fn func()) {
+// slots that the caller acquired. fn calls release once the call to
+// CipherTrust Manager is over, so that the next request's call starts while
+// this one's result is being published; the slot is released when fn
+// returns at the latest.
+func (w *Worker) spawn(slots chan struct{}, fn func(release func())) {
 	w.inFlight.Add(1)
 	w.metrics.addInFlight(1)
 	w.counts.inFlight.Add(1)
 	go func() {
+		released := false
+		release := func() {
+			if !released {
+				released = true
+				<-slots
+			}
+		}
 		defer func() {
 			w.counts.inFlight.Add(-1)
 			w.metrics.addInFlight(-1)
-			<-slots
+			release()
 			w.inFlight.Done()
 		}()
-		fn()
+		fn(release)
 	}()
 }
 
