@@ -87,7 +87,7 @@ type Config struct {
 // Defaults for Config.
 const (
 	DefaultConcurrency     = 64
-	DefaultAckWait         = 30 * time.Second
+	DefaultAckWait         = 10 * time.Second
 	DefaultMaxDeliveries   = 5
 	DefaultRetryDelay      = time.Second
 	DefaultMaxRetryDelay   = 30 * time.Second
