@@ -131,10 +131,10 @@ func (w *Worker) handleJetStream(ctx context.Context, msg jetstream.Msg, ackWait
 		redelivered: deliveries > 1,
 	}
 
-	stopKeepAlive := keepAlive(msg, ackWait)
+	// Kept alive until acknowledged: publishing may take a while too.
+	defer keepAlive(msg, ackWait)()
 	out := process(ctx, w.canceler, d, w.now)
 	release() // the call is over: let the next one start
-	stopKeepAlive()
 
 	if out.verdict == verdictRetry {
 		w.attempts.store(seq, out)
