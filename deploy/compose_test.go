@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"bytes"
+	"github.com/cckm/cckm-cancel-worker/cckmclient/cckmtest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -157,11 +158,11 @@ func TestComposeWiresTheWorkerToNATSAndTheFakeCM(t *testing.T) {
 
 	user, ok := flagValue(cmSvc.Command, "username")
 	if !ok {
-		user = fakeCMDefault(t, "defaultUsername")
+		user = cckmtest.SampleUsername // cckm-fake-cm's default
 	}
 	password, ok := flagValue(cmSvc.Command, "password")
 	if !ok {
-		password = fakeCMDefault(t, "defaultPassword")
+		password = cckmtest.SamplePassword // cckm-fake-cm's default
 	}
 	assert.Equal(t, user, env["CCKM_USERNAME"], "the fake accepts the worker's user")
 	assert.Equal(t, password, env["CCKM_PASSWORD"], "the fake accepts the worker's password")

@@ -29,6 +29,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cckm/cckm-cancel-worker/internal/natstest"
+	"github.com/cckm/cckm-cancel-worker/internal/syncbuf"
 	"github.com/cckm/cckm-cancel-worker/messages"
 )
 
@@ -69,22 +70,7 @@ func TestMain(m *testing.M) {
 }
 
 // lockedBuffer collects a process's output for the failure message.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type lockedBuffer = syncbuf.Buffer
 
 // startFakeCM runs cckm-fake-cm with args, its --addr replaced by a free
 // loopback port, and returns its base URL.

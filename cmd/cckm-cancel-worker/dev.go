@@ -13,31 +13,15 @@ import (
 	"github.com/cckm/cckm-cancel-worker/cckmclient/cckmtest"
 )
 
-// Dev mode's fixed parts.
+// Dev mode's fixed parts; the sample jobs and credentials are cckmtest's,
+// shared with cmd/cckm-fake-cm.
 const (
 	devNATSHost   = "127.0.0.1"
 	devNATSPort   = 4222
-	devUsername   = "dev"
-	devPassword   = "dev-password"
-	devSettleTime = 15 * time.Second
+	devUsername   = cckmtest.SampleUsername
+	devPassword   = cckmtest.SamplePassword
+	devSettleTime = cckmtest.SampleSettleAfter
 )
-
-// devSampleJobs are the jobs the simulated CipherTrust Manager holds: three
-// running and one finished of each kind.
-var devSampleJobs = []struct {
-	kind     cckmtest.Kind
-	id       string
-	finished bool
-}{
-	{cckmtest.Refresh, "8155fe39-570a-4132-92ca-e40b7640c7dc", false},
-	{cckmtest.Refresh, "2f0a3a5e-6d1b-4c2e-9a4f-3b8d7c6e5f41", false},
-	{cckmtest.Refresh, "c3d4e5f6-a7b8-4c9d-8e0f-1a2b3c4d5e6f", false},
-	{cckmtest.Refresh, "0e9d8c7b-6a5f-4e3d-8c2b-1a0f9e8d7c6b", true},
-	{cckmtest.BulkJob, "5b1c2d3e-4f5a-4b6c-9d7e-8f9a0b1c2d3e", false},
-	{cckmtest.BulkJob, "7e6d5c4b-3a2f-4e1d-8c0b-9a8f7e6d5c4b", false},
-	{cckmtest.BulkJob, "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d", false},
-	{cckmtest.BulkJob, "f0e1d2c3-b4a5-4968-8776-655443322110", true},
-}
 
 // devEnv is dev mode's embedded NATS server and simulated CipherTrust
 // Manager.
@@ -78,13 +62,7 @@ func startDev(cfg config, log zerolog.Logger) (*devEnv, error) {
 		Password:    devPassword,
 		SettleAfter: devSettleTime,
 	})
-	for _, job := range devSampleJobs {
-		if job.finished {
-			cm.AddFinishedJob(job.kind, job.id, "completed")
-		} else {
-			cm.AddJob(job.kind, job.id)
-		}
-	}
+	cm.AddSampleJobs()
 	log.Info().Str("nats", ns.ClientURL()).Str("store", dataDir).Str("cckm_url", cm.URL()).
 		Msg("dev mode: embedded NATS with JetStream and a simulated CipherTrust Manager")
 	return &devEnv{nats: ns, cm: cm, dataDir: dataDir}, nil
@@ -113,8 +91,9 @@ func (e *devEnv) Close() {
 
 // printHowTo prints the sample jobs and the commands to try.
 func (e *devEnv) printHowTo(out io.Writer, cfg config) {
-	refresh, bulk := devSampleJobs[0].id, devSampleJobs[4].id
-	finished, unknown := devSampleJobs[3].id, "00000000-0000-4000-8000-000000000000"
+	jobs := cckmtest.SampleJobs
+	refresh, bulk := jobs[0].ID, jobs[4].ID
+	finished, unknown := jobs[3].ID, "00000000-0000-4000-8000-000000000000"
 	p := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
 	p("")
 	p("cckm-cancel-worker dev mode (%s mode)", cfg.Worker.Mode)
@@ -123,12 +102,8 @@ func (e *devEnv) printHowTo(out io.Writer, cfg config) {
 	p("  health, readiness, metrics:        http://%s/healthz /readyz /metrics", displayAddr(cfg.HTTPAddr))
 	p("")
 	p("Sample jobs (running jobs finish %s after a cancel):", devSettleTime)
-	for _, job := range devSampleJobs {
-		state := "in progress"
-		if job.finished {
-			state = "completed (cancel answers 409 conflict)"
-		}
-		p("  %-8s %s  %s", job.kind, job.id, state)
+	for _, job := range jobs {
+		p("  %-8s %s  %s", job.Kind, job.ID, job.State())
 	}
 	p("")
 	p("Try it with the nats CLI (go install github.com/nats-io/natscli/nats@latest):")

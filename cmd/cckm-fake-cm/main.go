@@ -28,30 +28,10 @@ import (
 // mode (cmd/cckm-cancel-worker/dev.go).
 const (
 	defaultAddr        = "0.0.0.0:8443"
-	defaultUsername    = "dev"
-	defaultPassword    = "dev-password"
-	defaultSettleAfter = 15 * time.Second
+	defaultUsername    = cckmtest.SampleUsername
+	defaultPassword    = cckmtest.SamplePassword
+	defaultSettleAfter = cckmtest.SampleSettleAfter
 )
-
-// sampleJobs are the jobs the fake starts with: three running and one
-// finished of each kind. This is a copy of devSampleJobs in
-// cmd/cckm-cancel-worker/dev.go (a main package cannot be imported); keep
-// the two lists the same, so that `docker compose up` and `make run` offer
-// the same jobs.
-var sampleJobs = []struct {
-	kind     cckmtest.Kind
-	id       string
-	finished bool
-}{
-	{cckmtest.Refresh, "8155fe39-570a-4132-92ca-e40b7640c7dc", false},
-	{cckmtest.Refresh, "2f0a3a5e-6d1b-4c2e-9a4f-3b8d7c6e5f41", false},
-	{cckmtest.Refresh, "c3d4e5f6-a7b8-4c9d-8e0f-1a2b3c4d5e6f", false},
-	{cckmtest.Refresh, "0e9d8c7b-6a5f-4e3d-8c2b-1a0f9e8d7c6b", true},
-	{cckmtest.BulkJob, "5b1c2d3e-4f5a-4b6c-9d7e-8f9a0b1c2d3e", false},
-	{cckmtest.BulkJob, "7e6d5c4b-3a2f-4e1d-8c0b-9a8f7e6d5c4b", false},
-	{cckmtest.BulkJob, "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d", false},
-	{cckmtest.BulkJob, "f0e1d2c3-b4a5-4968-8776-655443322110", true},
-}
 
 // options are the command-line settings.
 type options struct {
@@ -132,13 +112,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, started f
 		return err
 	}
 	defer cm.Close()
-	for _, job := range sampleJobs {
-		if job.finished {
-			cm.AddFinishedJob(job.kind, job.id, cckmtest.StatusCompleted)
-		} else {
-			cm.AddJob(job.kind, job.id)
-		}
-	}
+	cm.AddSampleJobs()
 	printBanner(stdout, cm, opts)
 	if started != nil {
 		started(cm.URL())
@@ -172,12 +146,8 @@ func printBanner(out io.Writer, cm *cckmtest.Server, opts options) {
 		settle = "canceled jobs never finish"
 	}
 	p("Sample jobs (%s):", settle)
-	for _, job := range sampleJobs {
-		state := "in progress"
-		if job.finished {
-			state = "completed (cancel answers 409 conflict)"
-		}
-		p("  %-8s %s  %s", job.kind, job.id, state)
+	for _, job := range cckmtest.SampleJobs {
+		p("  %-8s %s  %s", job.Kind, job.ID, job.State())
 	}
 	if pem := cm.CACertPEM(); pem != nil {
 		p("TLS certificate to trust (CCKM_CA_FILE):")

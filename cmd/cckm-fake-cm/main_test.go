@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -94,9 +93,9 @@ func TestTheFakeGrantsATokenAndCancelsASampleJob(t *testing.T) {
 	jwt, _ := token["jwt"].(string)
 	require.NotEmpty(t, jwt)
 
-	status, job := postJSON(t, baseURL+"/api/v1/cckm/external-cm/refresh/"+sampleJobs[0].id+"/cancel", jwt, nil)
+	status, job := postJSON(t, baseURL+"/api/v1/cckm/external-cm/refresh/"+cckmtest.SampleJobs[0].ID+"/cancel", jwt, nil)
 	require.Equal(t, http.StatusOK, status, "cancel answer: %v", job)
-	assert.Equal(t, sampleJobs[0].id, job["id"])
+	assert.Equal(t, cckmtest.SampleJobs[0].ID, job["id"])
 	assert.Equal(t, true, job["abort"])
 	assert.Equal(t, cckmtest.StatusRefreshRunning, job["overall_status"])
 
@@ -108,8 +107,8 @@ func TestTheFakeGrantsATokenAndCancelsASampleJob(t *testing.T) {
 
 	out := stop()
 	assert.Contains(t, out, baseURL)
-	for _, job := range sampleJobs {
-		assert.Contains(t, out, job.id)
+	for _, job := range cckmtest.SampleJobs {
+		assert.Contains(t, out, job.ID)
 	}
 	assert.Contains(t, out, "stopping")
 }
@@ -160,30 +159,6 @@ func TestABadCommandLineIsAnError(t *testing.T) {
 	err := run(context.Background(), []string{"--help"}, io.Discard, &usage, nil)
 	assert.ErrorIs(t, err, flag.ErrHelp)
 	assert.Contains(t, usage.String(), "-any-job")
-}
-
-// The sample jobs are a copy of the worker's dev-mode list; this keeps the
-// copy honest without importing package main.
-func TestTheSampleJobsAreTheDevModeOnes(t *testing.T) {
-	src, err := os.ReadFile(filepath.Join("..", "cckm-cancel-worker", "dev.go"))
-	require.NoError(t, err)
-	entry := regexp.MustCompile(`\{cckmtest\.(Refresh|BulkJob), "([0-9a-f-]{36})", (true|false)\}`)
-	var devJobs, ours []string
-	for _, m := range entry.FindAllStringSubmatch(string(src), -1) {
-		devJobs = append(devJobs, strings.Join(m[1:], " "))
-	}
-	names := map[cckmtest.Kind]string{cckmtest.Refresh: "Refresh", cckmtest.BulkJob: "BulkJob"}
-	for _, job := range sampleJobs {
-		finished := "false"
-		if job.finished {
-			finished = "true"
-		}
-		ours = append(ours, names[job.kind]+" "+job.id+" "+finished)
-	}
-	require.NotEmpty(t, devJobs, "no sample jobs found in dev.go")
-	assert.Equal(t, devJobs, ours)
-	assert.Regexp(t, `devUsername\s*=\s*"`+regexp.QuoteMeta(defaultUsername)+`"`, string(src))
-	assert.Regexp(t, `devPassword\s*=\s*"`+regexp.QuoteMeta(defaultPassword)+`"`, string(src))
 }
 
 // A black-box test of the built binary: it prints its URL and exits 0 on
