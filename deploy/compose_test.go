@@ -2,7 +2,6 @@ package deploy_test
 
 import (
 	"bytes"
-	"github.com/cckm/cckm-cancel-worker/cckmclient/cckmtest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/cckm/cckm-cancel-worker/cckmclient/cckmtest"
 	"github.com/cckm/cckm-cancel-worker/worker"
 )
 
