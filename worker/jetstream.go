@@ -11,6 +11,18 @@ import (
 	"github.com/cckm/cckm-cancel-worker/messages"
 )
 
+// Under load on 2 vCPUs (make bench, 100,000 requests waiting), the server
+// now and then stopped serving a pull request, heartbeats included, and the
+// client noticed only when two heartbeats were missed: with the client's
+// defaults (30 s expiry, 15 s heartbeat) that was a 30 s pause, three times
+// in five runs. A short expiry and a 1 s heartbeat bound such a pause to
+// about 2 s; the cost is a heartbeat a second and a pull request every 5 s
+// while idle.
+const (
+	pullExpiry    = 5 * time.Second
+	pullHeartbeat = time.Second
+)
+
 // Back-off while the stream or consumer cannot be bound.
 const (
 	minBindRetry = 250 * time.Millisecond
@@ -52,48 +64,49 @@ func (w *Worker) runJetStream(ctx, workCtx context.Context) error {
 	return nil
 }
 
-// consume pulls requests while there is a free slot, until ctx ends. Then
-// it drains the iterator: requests already pulled but not started are
+// consume hands requests to handle, each holding a slot of slots, until
+// ctx ends; then it drains: requests already pulled but not started are
 // handed back with a Nak, so another instance takes them at once.
+//
+// It uses Consume, whose messages wait in an ordinary subscription while
+// every slot is busy. (The Messages iterator keeps them in a channel the
+// size of its batch; when that channel was full, a message could be
+// dropped client-side, and the iterator then waited for its pull request
+// to expire: 30 s stalls under load in make bench.)
 func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer, slots chan struct{}, handle func(jetstream.Msg, func())) error {
-	iter, err := cons.Messages(jetstream.PullMaxMessages(cap(slots)))
+	fatal := make(chan error, 1)
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		if !acquire(ctx, slots) {
+			_ = msg.Nak() // stopping: hand it back
+			return
+		}
+		w.spawn(slots, func(release func()) { handle(msg, release) })
+	},
+		jetstream.PullMaxMessages(cap(slots)),
+		jetstream.PullExpiry(pullExpiry),
+		jetstream.PullHeartbeat(pullHeartbeat),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				select {
+				case fatal <- err:
+				default:
+				}
+				return
+			}
+			w.log.Debug().Err(err).Msg("consuming: the client recovers by itself")
+		}))
 	if err != nil {
 		return err
 	}
-	stop := context.AfterFunc(ctx, iter.Drain)
-	defer stop()
-	defer iter.Stop()
-	for {
-		if !acquire(ctx, slots) {
-			// Stopping: wait for the drained iterator to hand over what it holds.
-			w.handBack(iter)
-			return nil
-		}
-		msg, err := iter.Next()
-		if err != nil {
-			<-slots
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return nil
-			}
-			return err
-		}
-		if ctx.Err() != nil {
-			<-slots
-			_ = msg.Nak()
-			continue
-		}
-		w.spawn(slots, func(release func()) { handle(msg, release) })
-	}
-}
-
-// handBack naks every message the iterator still holds, until it closes.
-func (w *Worker) handBack(iter jetstream.MessagesContext) {
-	for {
-		msg, err := iter.Next(jetstream.NextMaxWait(time.Second))
-		if err != nil {
-			return
-		}
-		_ = msg.Nak()
+	select {
+	case <-ctx.Done():
+		cc.Drain()
+		<-cc.Closed()
+		return nil
+	case err := <-fatal:
+		cc.Stop()
+		<-cc.Closed()
+		return err
 	}
 }
 

@@ -40,6 +40,7 @@ type benchConfig struct {
 	backlogs    []int
 	workerBin   string
 	modes       []string
+	runs        int
 }
 
 func main() {
@@ -48,9 +49,12 @@ func main() {
 	flag.IntVar(&cfg.concurrency, "c", 64, "concurrency C: WORKER_CONCURRENCY and the direct client's")
 	flag.IntVar(&cfg.requests, "n", 20000, "requests per throughput run")
 	flag.IntVar(&cfg.lowLoad, "low", 300, "requests of the low-load latency run (one at a time)")
+	flag.IntVar(&cfg.runs, "runs", 3, "rounds per latency; the summary rows are their medians")
 	backlogs := flag.String("backlog", "10000,100000", "backlog sizes for the RSS runs (empty: skip)")
 	modes := flag.String("modes", "jetstream,core", "worker modes to measure")
 	flag.StringVar(&cfg.workerBin, "worker", "", "worker binary (default: build ./cmd/cckm-cancel-worker)")
+	flag.StringVar(&workerLog, "worker-log", "", "append the workers' output to this file")
+	flag.StringVar(&workerLogLevel, "worker-log-level", "info", "the workers' LOG_LEVEL")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (NATS server, fake CM, driver) to the file")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -124,18 +128,36 @@ func runLatency(cfg benchConfig, latency time.Duration) error {
 	})
 	defer cm.Close()
 
-	limit, err := measureDirect(cm.URL(), cfg.concurrency, cfg.requests, cfg.lowLoad)
-	if err != nil {
-		return err
-	}
-	limit.print(limit)
-	for _, mode := range cfg.modes {
-		row, err := measureWorker(cfg, ns, cm.URL(), mode)
+	// Each round measures the limit and then every mode, so that a slow
+	// spell of the machine weighs on both sides of a ratio; the summary is
+	// the median of the rounds.
+	var rounds [][]row
+	for round := range cfg.runs {
+		limit, err := measureDirect(cm.URL(), cfg.concurrency, cfg.requests, cfg.lowLoad)
 		if err != nil {
-			return fmt.Errorf("%s: %w", mode, err)
+			return err
 		}
-		row.addedP50 = row.lowP50 - limit.lowP50
-		row.print(limit)
+		limit.ratio = 1
+		rows := []row{limit}
+		for _, mode := range cfg.modes {
+			r, err := measureWorker(cfg, ns, cm.URL(), mode)
+			if err != nil {
+				return fmt.Errorf("%s: %w", mode, err)
+			}
+			r.addedP50 = r.lowP50 - limit.lowP50
+			r.ratio = r.throughput / limit.throughput
+			rows = append(rows, r)
+		}
+		for _, r := range rows {
+			r.name = fmt.Sprintf("%s (round %d)", r.name, round+1)
+			r.print()
+		}
+		rounds = append(rounds, rows)
+	}
+	if cfg.runs > 1 {
+		for i := range rounds[0] {
+			median(rounds, i).print()
+		}
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,6 +34,7 @@ type row struct {
 	p50, p99         time.Duration
 	lowP50, lowP99   time.Duration
 	addedP50         time.Duration
+	ratio            float64 // throughput over the same round's limit
 	rss              int64
 	errors, failures int
 	// CPU per request in the throughput run: the worker process, and the
@@ -41,19 +43,48 @@ type row struct {
 	workerCPU, restCPU time.Duration
 }
 
-func (r row) print(limit row) {
+func (r row) print() {
 	rss, added := "—", "—"
 	if r.rss > 0 {
 		rss = fmt.Sprintf("%.1f MiB", float64(r.rss)/(1<<20))
 	}
-	if r.name != "limit" {
+	if !strings.Contains(r.name, "limit") {
 		added = ms(r.addedP50)
 	}
 	fmt.Printf("| %s | %.0f | %.3f | %s | %s | %s | %s | %s | %s | %.0f + %.0f |\n", r.name, r.throughput,
-		r.throughput/limit.throughput, ms(r.p50), ms(r.p99), ms(r.lowP50), ms(r.lowP99), added, rss,
+		r.ratio, ms(r.p50), ms(r.p99), ms(r.lowP50), ms(r.lowP99), added, rss,
 		float64(r.workerCPU)/float64(time.Microsecond), float64(r.restCPU)/float64(time.Microsecond))
 	if r.failures > 0 || r.errors > 0 {
-		fmt.Printf("|  ↳ %d results not canceled, %d errors | | | | | | | | |\n", r.failures, r.errors)
+		fmt.Printf("|  ↳ %d results not canceled, %d errors | | | | | | | | | |\n", r.failures, r.errors)
+	}
+}
+
+// median is row i of every round, each figure the median of the rounds'.
+func median(rounds [][]row, i int) row {
+	pick := func(get func(row) float64) float64 {
+		values := make([]float64, 0, len(rounds))
+		for _, rows := range rounds {
+			values = append(values, get(rows[i]))
+		}
+		slices.Sort(values)
+		return values[len(values)/2]
+	}
+	pickDuration := func(get func(row) time.Duration) time.Duration {
+		return time.Duration(pick(func(r row) float64 { return float64(get(r)) }))
+	}
+	name := strings.SplitN(rounds[0][i].name, " ", 2)[0]
+	return row{
+		name:       "**" + name + " (median of " + strconv.Itoa(len(rounds)) + ")**",
+		throughput: pick(func(r row) float64 { return r.throughput }),
+		ratio:      pick(func(r row) float64 { return r.ratio }),
+		p50:        pickDuration(func(r row) time.Duration { return r.p50 }),
+		p99:        pickDuration(func(r row) time.Duration { return r.p99 }),
+		lowP50:     pickDuration(func(r row) time.Duration { return r.lowP50 }),
+		lowP99:     pickDuration(func(r row) time.Duration { return r.lowP99 }),
+		addedP50:   pickDuration(func(r row) time.Duration { return r.addedP50 }),
+		rss:        int64(pick(func(r row) float64 { return float64(r.rss) })),
+		workerCPU:  pickDuration(func(r row) time.Duration { return r.workerCPU }),
+		restCPU:    pickDuration(func(r row) time.Duration { return r.restCPU }),
 	}
 }
 

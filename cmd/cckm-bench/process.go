@@ -14,6 +14,10 @@ import (
 	"time"
 )
 
+// workerLog, when set (-worker-log), receives the workers' output, logged
+// at workerLogLevel (-worker-log-level).
+var workerLog, workerLogLevel = "", "info"
+
 // workerProcess is a worker binary the benchmark started.
 type workerProcess struct {
 	cmd     *exec.Cmd
@@ -40,10 +44,18 @@ func startWorker(bin, natsURL, cmURL, mode string, concurrency int) (*workerProc
 		"WORKER_MODE=" + mode,
 		"WORKER_CONCURRENCY=" + strconv.Itoa(concurrency),
 		"HTTP_ADDR=" + addr,
-		"LOG_LEVEL=info", // the default: one line per request, as in production
+		"LOG_LEVEL=" + workerLogLevel, // info by default: one line per request, as in production
 	}
 	output := &tailBuffer{}
 	cmd.Stdout, cmd.Stderr = output, output
+	if workerLog != "" {
+		f, err := os.OpenFile(workerLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close() // the child has its own copy of the descriptor
+		cmd.Stdout, cmd.Stderr = f, f
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
