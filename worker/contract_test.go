@@ -255,3 +255,20 @@ func TestCoreModeCreatesNoStreamOnTheRequestSubjects(t *testing.T) {
 	// The result stream exists and stores core-mode results too.
 	require.Eventually(t, func() bool { return len(env.storedResults(t)) == 1 }, 5*time.Second, 10*time.Millisecond)
 }
+
+func TestCoreModeAnswersBothTheReplySubjectAndCckmReplyTo(t *testing.T) {
+	env := newTestEnv(t, cckmtest.Options{AnyJob: true})
+	env.startWorker(t, testConfig(ModeCore), env.client(t, nil))
+	replyTo := env.watchResults(t, "answers.cckm")
+
+	msg := &nats.Msg{Subject: messages.SubjectBulkJob, Data: []byte(messages.NewRequestID()),
+		Header: nats.Header{messages.HeaderReplyTo: {"answers.cckm"}, messages.HeaderMsgID: {"core-1"}}}
+	reply, err := env.nc.RequestMsg(msg, 10*time.Second)
+	require.NoError(t, err)
+	var viaReply messages.Result
+	require.NoError(t, json.Unmarshal(reply.Data, &viaReply))
+	viaHeader, _ := replyTo.next(t)
+	assert.Equal(t, "core-1", viaReply.RequestID)
+	assert.Equal(t, viaReply, viaHeader, "the same result on both")
+	assert.Equal(t, messages.StatusCanceled, viaHeader.Status)
+}

@@ -202,6 +202,8 @@ func (w *Worker) handleFollow(ctx context.Context, msg jetstream.Msg) {
 	if err != nil {
 		deadline = w.now() // no deadline: look once
 	}
+	// A GET may retry for up to the retry budget, longer than the ack wait.
+	defer keepAlive(msg, w.cfg.AckWait)()
 	polls := 1
 	if meta, err := msg.Metadata(); err == nil {
 		polls = int(meta.NumDelivered)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -41,8 +42,9 @@ func newHTTPHandler(ready readiness, registry *prometheus.Registry) http.Handler
 }
 
 // startHTTP listens on addr at once, so that a port in use stops the
-// process at start, and serves in the background.
-func startHTTP(addr string, ready readiness, registry *prometheus.Registry, log zerolog.Logger) (*http.Server, error) {
+// process at start, and serves in the background. The returned stop shuts
+// the server down and waits for its goroutine.
+func startHTTP(addr string, ready readiness, registry *prometheus.Registry, log zerolog.Logger) (stop func(context.Context), err error) {
 	listener, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("HTTP_ADDR %s: %w", addr, err)
@@ -51,13 +53,18 @@ func startHTTP(addr string, ready readiness, registry *prometheus.Registry, log 
 		Handler:           newHTTPHandler(ready, registry),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
+	served := make(chan struct{})
 	go func() {
+		defer close(served)
 		if err := srv.Serve(listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error().Err(err).Msg("HTTP server stopped")
 		}
 	}()
 	log.Info().Str("addr", listener.Addr().String()).Msg("serving /healthz, /readyz and /metrics")
-	return srv, nil
+	return func(ctx context.Context) {
+		_ = srv.Shutdown(ctx)
+		<-served
+	}, nil
 }
 
 // redactedURLs hides passwords in a comma-separated list of NATS URLs.

@@ -119,7 +119,7 @@ func run(ctx context.Context, cfg config, log zerolog.Logger, stdout io.Writer) 
 		return err
 	}
 
-	httpSrv, err := startHTTP(cfg.HTTPAddr, w, registry, log)
+	stopHTTP, err := startHTTP(cfg.HTTPAddr, w, registry, log)
 	if err != nil {
 		return err
 	}
@@ -133,7 +133,7 @@ func run(ctx context.Context, cfg config, log zerolog.Logger, stdout io.Writer) 
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = httpSrv.Shutdown(shutdownCtx)
+	stopHTTP(shutdownCtx)
 	log.Info().Msg("cckm-cancel-worker stopped")
 	return runErr
 }
