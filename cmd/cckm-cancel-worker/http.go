@@ -72,6 +72,9 @@ func redactedURLs(list string) string {
 	parts := strings.Split(list, ",")
 	for i, part := range parts {
 		part = strings.TrimSpace(part)
+		if part != "" && !strings.Contains(part, "://") {
+			part = "nats://" + part // as nats.go reads it; else "user:pw@host" parses as scheme "user"
+		}
 		u, err := url.Parse(part)
 		switch {
 		case err == nil && u.User != nil:

@@ -101,6 +101,8 @@ func TestRedactedURLs(t *testing.T) {
 		{"every URL of a list is redacted", "nats://a:pw1@n1:4222, nats://tok2@n2:4222,nats://n3:4222",
 			"nats://a:xxxxx@n1:4222,nats://xxxxx@n2:4222,nats://n3:4222"},
 		{"a password that does not parse is hidden too", "nats://alice:p%zz@nats:4222", "nats://xxxxx@nats:4222"},
+		{"a URL without a scheme is read as nats://", "alice:s3cret@nats:4222", "nats://alice:xxxxx@nats:4222"},
+		{"a host without a scheme gains nats://", "127.0.0.1:4222", "nats://127.0.0.1:4222"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			assert.Equal(t, tc.want, redactedURLs(tc.in))

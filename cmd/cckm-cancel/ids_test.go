@@ -151,13 +151,23 @@ func TestAConnectionFailureExitsTwoWithOneLine(t *testing.T) {
 	ns.Shutdown()
 	ns.WaitForShutdown()
 
-	c := newCLI(t, nil)
-	c.env["NATS_URL"] = strings.Replace(url, "nats://", "nats://ops:secret@", 1)
-	res := c.run(t, "refresh", jobA)
+	hostPort := strings.TrimPrefix(url, "nats://")
+	for _, tc := range []struct{ url, shown string }{
+		{"nats://ops:secret@" + hostPort, "nats://****@127.0.0.1:"},
+		{"ops:secret@" + hostPort, "nats://****@127.0.0.1:"},     // no scheme: read as nats://
+		{"nats://ops:sec%zzret@" + hostPort, "<unparsable URL>"}, // a bad escape
+		{"nats://ops:sec#ret@" + hostPort + ",nats://x:secret@h:1", "<unparsable URL>"},
+	} {
+		c := newCLI(t, nil)
+		c.env["NATS_URL"] = tc.url
+		res := c.run(t, "refresh", jobA)
 
-	assert.Equal(t, exitUsage, res.code)
-	assert.Empty(t, res.stdout)
-	assert.Equal(t, 1, strings.Count(res.stderr, "\n"), res.stderr)
-	assert.Contains(t, res.stderr, "cckm-cancel: cannot connect to NATS at nats://****@127.0.0.1:")
-	assert.NotContains(t, res.stderr, "secret")
+		assert.Equal(t, exitUsage, res.code, tc.url)
+		assert.Empty(t, res.stdout)
+		assert.Equal(t, 1, strings.Count(res.stderr, "\n"), res.stderr)
+		assert.Contains(t, res.stderr, "cckm-cancel: cannot connect to NATS at "+tc.shown, tc.url)
+		for _, secret := range []string{"secret", "sec%zzret", "zzret", "sec#ret"} {
+			assert.NotContains(t, res.stderr, secret, tc.url)
+		}
+	}
 }

@@ -186,7 +186,14 @@ func connect(s connSettings) (*connection, error) {
 	shown := redactURLs(s.URL)
 	nc, err := nats.Connect(s.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("cannot connect to NATS at %s: %w", shown, err)
+		// nats.go's own error may quote a URL, password and all.
+		reason := err.Error()
+		for _, part := range strings.Split(s.URL, ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				reason = strings.ReplaceAll(reason, part, redactURLs(part))
+			}
+		}
+		return nil, fmt.Errorf("cannot connect to NATS at %s: %s", shown, reason)
 	}
 	var js jetstream.JetStream
 	switch {
@@ -204,14 +211,26 @@ func connect(s connSettings) (*connection, error) {
 	return &connection{nc: nc, js: js, url: shown}, nil
 }
 
-// redactURLs hides passwords and tokens in a comma-separated URL list.
+// redactURLs hides passwords and tokens in a comma-separated URL list. A
+// URL without a scheme is read as nats:// (as nats.go reads it); one that
+// does not parse is not shown at all, since its user part cannot be found.
 func redactURLs(urls string) string {
 	parts := strings.Split(urls, ",")
 	for i, part := range parts {
-		u, err := url.Parse(strings.TrimSpace(part))
-		if err == nil && u.User != nil {
+		part = strings.TrimSpace(part)
+		withScheme := part
+		if !strings.Contains(part, "://") {
+			withScheme = "nats://" + part
+		}
+		u, err := url.Parse(withScheme)
+		switch {
+		case err != nil:
+			parts[i] = "<unparsable URL>"
+		case u.User != nil:
 			u.User = nil
 			parts[i] = strings.Replace(u.String(), "//", "//****@", 1)
+		default:
+			parts[i] = part
 		}
 	}
 	return strings.Join(parts, ",")
