@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -246,4 +247,35 @@ func TestARefusedLoginIsUnauthorizedAndNotRetried(t *testing.T) {
 			assert.True(t, strings.HasPrefix(err.Error(), "get a token: "), err.Error())
 		})
 	}
+}
+
+// The configured refresh token is used without rotation, so a restarted
+// worker, or a second instance with the same secret, can still log in.
+func TestTheConfiguredRefreshTokenOutlivesItsFirstUse(t *testing.T) {
+	t.Parallel()
+	server := newServer(t, cckmtest.Options{RefreshToken: testRefresh, TokenLifetime: time.Minute})
+	for i := range 3 {
+		client := newClient(t, server, cckmclient.Config{Credentials: cckmclient.Credentials{RefreshToken: testRefresh}})
+		_, err := client.CancelRefresh(testContext(t), addJob(server, cckmtest.Refresh))
+		require.NoError(t, err, "client %d", i+1)
+	}
+	assert.Equal(t, 3, server.Grants()["refresh_token"])
+}
+
+// When CipherTrust Manager cannot be reached, the refresh grant's failure
+// is not a reason to log in with the password (which would fail the same
+// way, or mint another refresh token).
+func TestAnUnreachableTokenEndpointDoesNotFallBackToThePassword(t *testing.T) {
+	t.Parallel()
+	server := newServer(t, cckmtest.Options{RefreshToken: testRefresh, Username: testUser, Password: testPassword})
+	url := server.URL()
+	server.Close()
+	logger, logs := debugLogger()
+	client, err := cckmclient.New(cckmclient.Config{BaseURL: url, Logger: logger, MaxAttempts: 1,
+		Credentials: cckmclient.Credentials{RefreshToken: testRefresh, Username: testUser, Password: testPassword}})
+	require.NoError(t, err)
+	_, err = client.CancelRefresh(testContext(t), newID())
+	require.Error(t, err)
+	assert.Equal(t, messages.CodeUnreachable, cckmclient.ErrorCode(err))
+	assert.NotContains(t, logs.String(), "logging in with the password")
 }

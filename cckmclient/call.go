@@ -40,6 +40,9 @@ func (c *Client) call(ctx context.Context, method, op string, kind messages.Kind
 	if ctxDeadline, ok := ctx.Deadline(); ok && ctxDeadline.Before(deadline) {
 		deadline = ctxDeadline
 	}
+	// The budget bounds everything, getting a token included.
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
 	repeatedAfter401 := false
 	for try := 1; ; try++ {
 		var lastErr error
@@ -72,9 +75,10 @@ func (c *Client) call(ctx context.Context, method, op string, kind messages.Kind
 				continue
 			}
 			lastErr = err
-			if apiErr, ok := err.(*APIError); ok {
-				retryAfter = apiErr.RetryAfter
-			}
+		}
+		var apiErr *APIError
+		if errors.As(lastErr, &apiErr) {
+			retryAfter = apiErr.RetryAfter // the token endpoint's too
 		}
 		if !Retryable(lastErr) || ctx.Err() != nil || try >= c.cfg.MaxAttempts {
 			return resp, lastErr
@@ -154,9 +158,11 @@ func (c *Client) attempt(ctx context.Context, method, target, auth, opName strin
 // refresh token held now (both change at each renewal), and those given in
 // also, such as the token the request carried.
 func (c *Client) scrub(text string, also ...string) string {
-	secrets := append(append(c.tokens.liveSecrets(), c.secrets...), also...)
-	for _, s := range secrets {
-		if len(s) >= 4 {
+	for _, s := range c.secrets {
+		text = strings.ReplaceAll(text, s.Reveal(), secretMask)
+	}
+	for _, s := range append(c.tokens.liveSecrets(), also...) {
+		if len(s) >= minScrubbed {
 			text = strings.ReplaceAll(text, s, secretMask)
 		}
 	}

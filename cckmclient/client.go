@@ -115,7 +115,7 @@ type Client struct {
 	http    *http.Client
 	tokens  *tokenSource
 	log     zerolog.Logger
-	secrets []string
+	secrets []Secret // never printed in clear: Secret masks itself
 	now     func() time.Time
 	sleep   func(ctx context.Context, d time.Duration) error
 }
@@ -280,4 +280,11 @@ func sleepContext(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// Format prints the client as its URL and credential mode under every verb:
+// fmt does not call Secret's own methods on unexported fields, so the
+// default struct printing would show the credentials.
+func (c Client) Format(f fmt.State, _ rune) {
+	_, _ = fmt.Fprintf(f, "cckmclient.Client{%s, %s}", c.baseURL, c.cfg.Credentials.Mode())
 }

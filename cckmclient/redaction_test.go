@@ -164,3 +164,16 @@ func TestAnEchoedSecretIsMaskedButTheRestOfTheMessageKept(t *testing.T) {
 	assert.Contains(t, err.Error(), "credential **** is not allowed here")
 	assert.NotContains(t, err.Error(), testPassword)
 }
+
+func TestPrintingAClientOrASecretUnderAnyVerbMasksIt(t *testing.T) {
+	t.Parallel()
+	server := newServer(t, cckmtest.Options{StaticToken: testStatic})
+	client := newClient(t, server, cckmclient.Config{Credentials: cckmclient.Credentials{Token: testStatic}})
+	secret := cckmclient.Secret(testStatic)
+	for _, text := range []string{
+		fmt.Sprintf("%+v", client), fmt.Sprintf("%#v", client), fmt.Sprintf("%v", *client),
+		fmt.Sprintf("%d", secret), fmt.Sprintf("%x", secret), fmt.Sprintf("%s", secret), fmt.Sprintf("%#v", secret),
+	} {
+		assert.NotContains(t, text, testStatic)
+	}
+}

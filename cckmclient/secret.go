@@ -28,6 +28,15 @@ func (s Secret) String() string {
 // GoString masks the secret in %#v.
 func (s Secret) GoString() string { return fmt.Sprintf("%q", s.String()) }
 
+// Format masks the secret under every verb, %x and %d included.
+func (s Secret) Format(f fmt.State, verb rune) {
+	if verb == 'v' && f.Flag('#') {
+		_, _ = fmt.Fprint(f, s.GoString())
+		return
+	}
+	_, _ = fmt.Fprint(f, s.String())
+}
+
 // MarshalJSON masks the secret.
 func (s Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + s.String() + `"`), nil }
 
@@ -108,12 +117,16 @@ func (c Credentials) Validate() error {
 
 // secrets lists the credential values, for scrubbing text that leaves the
 // client.
-func (c Credentials) secrets() []string {
-	var out []string
+func (c Credentials) secrets() []Secret {
+	var out []Secret
 	for _, s := range []Secret{c.Token, c.Password, c.RefreshToken} {
-		if len(s) >= 4 {
-			out = append(out, string(s))
+		if len(s) >= minScrubbed {
+			out = append(out, s)
 		}
 	}
 	return out
 }
+
+// minScrubbed is the shortest secret scrubbed out of server text: a shorter
+// one would mask ordinary letters of every message.
+const minScrubbed = 4

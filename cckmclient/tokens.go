@@ -124,7 +124,8 @@ func (ts *tokenSource) invalidate(gen uint64) bool {
 }
 
 // renew gets a new JWT: with the refresh token when there is one, falling
-// back to the password grant when that fails and a password is configured.
+// back to the password grant when that token is refused and a password is
+// configured.
 func (ts *tokenSource) renew(ctx context.Context) error {
 	ts.mu.Lock()
 	refreshToken := ts.refreshToken
@@ -132,15 +133,22 @@ func (ts *tokenSource) renew(ctx context.Context) error {
 
 	var err error
 	if refreshToken != "" {
+		// Renewal rotates the refresh token (the old one stops working).
+		// The configured CCKM_REFRESH_TOKEN is never rotated: a restarted
+		// worker, or a second instance with the same secret, must still be
+		// able to use it. Tokens the worker got itself are rotated.
 		err = ts.grant(ctx, map[string]any{
 			"grant_type":          "refresh_token",
 			"refresh_token":       refreshToken.Reveal(),
-			"renew_refresh_token": true,
+			"renew_refresh_token": refreshToken != ts.creds.RefreshToken,
 		}, "refresh_token")
-		if err == nil || ts.creds.Password == "" {
+		// Only a refused refresh token is worth a password login: when
+		// CipherTrust Manager is unreachable, a login would fail the same way
+		// (or mint yet another refresh token).
+		if err == nil || ts.creds.Password == "" || Retryable(err) {
 			return err
 		}
-		ts.log.Warn().Err(err).Msg("the refresh-token grant failed; logging in with the password")
+		ts.log.Warn().Err(err).Msg("the refresh-token grant was refused; logging in with the password")
 	}
 	body := map[string]any{
 		"grant_type": "password",
