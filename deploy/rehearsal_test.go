@@ -153,7 +153,7 @@ func rehearse(t *testing.T, env map[string]string, nc *nats.Conn) {
 			t.Fatalf("the worker exited at start (%v):\n%s", err, output.String())
 		default:
 		}
-		if resp, err := http.Get(readyz); err == nil {
+		if resp, err := (&http.Client{Timeout: time.Second}).Get(readyz); err == nil {
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				break

@@ -159,8 +159,12 @@ func TestFollowWaitsForTheSettledEvents(t *testing.T) {
 				assert.Equal(t, tt.overall, row["OVERALL_STATUS"], res.stdout)
 			}
 			for range 2 {
-				req := <-f.requests
-				assert.True(t, req.Follow, "the request asks the worker to follow")
+				select {
+				case req := <-f.requests:
+					assert.True(t, req.Follow, "the request asks the worker to follow")
+				case <-time.After(5 * time.Second):
+					t.Fatal("the fake worker did not see the request")
+				}
 			}
 			if tt.settled == "-" {
 				assert.Less(t, res.elapsed, 10*time.Second, "a failed cancel waited for a settled event")

@@ -137,7 +137,11 @@ func newServer(opts cckmtest.Options) (cm *cckmtest.Server, err error) {
 func printBanner(out io.Writer, cm *cckmtest.Server, opts options) {
 	p := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
 	p("cckm-fake-cm: simulated CipherTrust Manager on %s (listening on %s)", cm.URL(), opts.addr)
-	p("  password grant: user %q, password %q", opts.username, opts.password)
+	password := "****" // a password of the operator's own is not printed
+	if opts.password == cckmtest.SamplePassword {
+		password = opts.password
+	}
+	p("  password grant: user %q, password %q", opts.username, password)
 	if opts.anyJob {
 		p("  any job id that is a UUID is answered as a running job")
 	}

@@ -114,7 +114,7 @@ func TestTheFakeGrantsATokenAndCancelsASampleJob(t *testing.T) {
 }
 
 func TestTheFakeRefusesWrongCredentials(t *testing.T) {
-	baseURL, _ := startFake(t, "--username", "ops", "--password", "s3cret")
+	baseURL, stop := startFake(t, "--username", "ops", "--password", "s3cret")
 	status, _ := postJSON(t, baseURL+"/api/v1/auth/tokens", "", map[string]any{
 		"grant_type": "password", "username": defaultUsername, "password": defaultPassword,
 	})
@@ -123,6 +123,7 @@ func TestTheFakeRefusesWrongCredentials(t *testing.T) {
 		"grant_type": "password", "username": "ops", "password": "s3cret",
 	})
 	assert.Equal(t, http.StatusOK, status)
+	assert.NotContains(t, stop(), "s3cret", "an operator's own password is not printed")
 }
 
 func TestAnyJobMakesAnUnknownUUIDARunningJob(t *testing.T) {
