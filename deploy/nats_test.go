@@ -354,6 +354,11 @@ func TestAWorkerThatDoesNotProvisionIsReadyWithoutTheFollowAssets(t *testing.T) 
 		"the worker takes requests without the follow assets")
 	_, err = js.Stream(ctx, worker.FollowStream)
 	assert.ErrorIs(t, err, jetstream.ErrStreamNotFound, "a worker that does not provision creates nothing")
+	// Following starts in the background after readiness: give it time.
+	assert.Never(t, func() bool {
+		_, err := js.Stream(ctx, worker.FollowStream)
+		return err == nil
+	}, time.Second, 50*time.Millisecond, "nor later")
 }
 
 // runWorker runs a worker on its own connection to ns, and stops it when
