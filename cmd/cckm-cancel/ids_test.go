@@ -129,6 +129,7 @@ func TestUsageErrorsExitTwoWithOneLine(t *testing.T) {
 			lines := strings.Split(strings.TrimSpace(res.stderr), "\n")
 			assert.Contains(t, lines[len(lines)-1], tt.want)
 			assert.True(t, strings.HasPrefix(lines[len(lines)-1], "cckm-cancel: "), lines[len(lines)-1])
+			assert.Len(t, lines, 1, "one line: %s", res.stderr)
 		})
 	}
 }

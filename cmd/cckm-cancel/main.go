@@ -156,10 +156,15 @@ Flags:
 func parseArgs(args []string, stderr io.Writer) (config, error) {
 	var cfg config
 	fs := flag.NewFlagSet("cckm-cancel", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
+	// A usage error is one line, printed by the caller; only -h prints the
+	// usage.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	printUsage := func() {
 		fmt.Fprint(stderr, usageText)
+		fs.SetOutput(stderr)
 		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
 	}
 	c := &cfg.conn
 	fs.StringVar(&c.URL, "server", "", "NATS server URLs, comma-separated (env NATS_URL; default "+defaultURL+")")
@@ -183,12 +188,14 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.progress, "progress", "auto", "progress line on standard error: auto (a terminal and more than 10 ids), always, never")
 
 	positional, err := parseInterspersed(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		printUsage()
+	}
 	if err != nil {
 		return cfg, err
 	}
 	if len(positional) == 0 {
-		fs.Usage()
-		return cfg, errors.New("missing the kind of job: refresh or bulkjob")
+		return cfg, errors.New("missing the kind of job: refresh or bulkjob (-h for help)")
 	}
 	cfg.kind = messages.Kind(positional[0])
 	if !cfg.kind.Valid() {
