@@ -44,6 +44,7 @@ func (c *Client) call(ctx context.Context, method, op string, kind messages.Kind
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	repeatedAfter401 := false
+	var previous error // the last attempt's error, returned if no new attempt can be sent
 	for try := 1; ; try++ {
 		var lastErr error
 		var retryAfter time.Duration
@@ -54,6 +55,8 @@ func (c *Client) call(ctx context.Context, method, op string, kind messages.Kind
 			if errors.As(err, &apiErr) {
 				resp.HTTPStatus = apiErr.StatusCode // the token endpoint's answer
 			}
+		} else if previous != nil && !c.now().Before(deadline) {
+			return resp, previous // no time left to send another attempt: not one more counted
 		} else {
 			started := c.now()
 			status, job, err := c.attempt(ctx, method, target, auth, opName, deadline)
@@ -72,10 +75,12 @@ func (c *Client) call(ctx context.Context, method, op string, kind messages.Kind
 				repeatedAfter401 = true
 				c.log.Info().Str("op", opName).Msg("CipherTrust Manager refused the token; renewing it and repeating the call")
 				try--
+				previous = err
 				continue
 			}
 			lastErr = err
 		}
+		previous = lastErr
 		var apiErr *APIError
 		if errors.As(lastErr, &apiErr) {
 			retryAfter = apiErr.RetryAfter // the token endpoint's too
