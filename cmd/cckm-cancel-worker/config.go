@@ -38,6 +38,7 @@ type config struct {
 	Worker worker.Config
 
 	HTTPAddr  string
+	HTTPPprof bool
 	LogLevel  zerolog.Level
 	LogFormat string
 }
@@ -88,6 +89,7 @@ var settings = []setting{
 	{env: "WORKER_FOLLOW_TIMEOUT", def: worker.DefaultFollowTimeout.String(), usage: "how long a follow polls before it settles false"},
 	{env: "WORKER_FOLLOW_INTERVAL", def: worker.DefaultFollowInterval.String(), usage: "wait before the second poll of a follow (doubles, at most 30s)"},
 	{env: "HTTP_ADDR", def: ":8080", usage: "address of /healthz, /readyz and /metrics"},
+	{env: "HTTP_PPROF", def: "false", usage: "also serve the Go profiler under /debug/pprof/ on HTTP_ADDR"},
 	{env: "LOG_LEVEL", def: "info", usage: "trace, debug, info, warn or error"},
 	{env: "LOG_FORMAT", def: "json", usage: "json or console"},
 }
@@ -171,6 +173,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	cfg.CCKM.MaxConnsPerHost = max(cckmclient.DefaultMaxConnsPerHost, cfg.Worker.Concurrency)
 	cfg.HTTPAddr = p.str("HTTP_ADDR")
+	cfg.HTTPPprof = p.boolean("HTTP_PPROF")
 	cfg.LogFormat = p.str("LOG_FORMAT")
 	cfg.LogLevel = p.level("LOG_LEVEL")
 	if p.err != nil {

@@ -124,6 +124,7 @@ func settingCases(t *testing.T) []settingCase {
 		{"WORKER_FOLLOW_TIMEOUT", "1m0s", "2m0s", nil, func(c config) string { return c.Worker.FollowTimeout.String() }},
 		{"WORKER_FOLLOW_INTERVAL", "1s", "3s", nil, func(c config) string { return c.Worker.FollowInterval.String() }},
 		{"HTTP_ADDR", ":9090", "127.0.0.1:9091", nil, func(c config) string { return c.HTTPAddr }},
+		{"HTTP_PPROF", "true", "false", nil, func(c config) string { return strconv.FormatBool(c.HTTPPprof) }},
 		{"LOG_LEVEL", "debug", "warn", nil, func(c config) string { return c.LogLevel.String() }},
 		{"LOG_FORMAT", "console", "json", nil, func(c config) string { return c.LogFormat }},
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"strings"
 	"time"
@@ -21,9 +22,18 @@ type readiness interface {
 }
 
 // newHTTPHandler serves /healthz (the process is alive), /readyz (NATS is
-// connected and the consumer bound) and /metrics.
-func newHTTPHandler(ready readiness, registry *prometheus.Registry) http.Handler {
+// connected and the consumer bound) and /metrics; with withPprof, also the
+// Go profiler under /debug/pprof/ (HTTP_PPROF, off by default: a profile
+// costs CPU and shows the program's internals).
+func newHTTPHandler(ready readiness, registry *prometheus.Registry, withPprof bool) http.Handler {
 	mux := http.NewServeMux()
+	if withPprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
@@ -44,13 +54,13 @@ func newHTTPHandler(ready readiness, registry *prometheus.Registry) http.Handler
 // startHTTP listens on addr at once, so that a port in use stops the
 // process at start, and serves in the background. The returned stop shuts
 // the server down and waits for its goroutine.
-func startHTTP(addr string, ready readiness, registry *prometheus.Registry, log zerolog.Logger) (stop func(context.Context), err error) {
+func startHTTP(addr string, withPprof bool, ready readiness, registry *prometheus.Registry, log zerolog.Logger) (stop func(context.Context), err error) {
 	listener, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("HTTP_ADDR %s: %w", addr, err)
 	}
 	srv := &http.Server{
-		Handler:           newHTTPHandler(ready, registry),
+		Handler:           newHTTPHandler(ready, registry, withPprof),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 	served := make(chan struct{})
@@ -60,7 +70,7 @@ func startHTTP(addr string, ready readiness, registry *prometheus.Registry, log 
 			log.Error().Err(err).Msg("HTTP server stopped")
 		}
 	}()
-	log.Info().Str("addr", listener.Addr().String()).Msg("serving /healthz, /readyz and /metrics")
+	log.Info().Str("addr", listener.Addr().String()).Bool("pprof", withPprof).Msg("serving /healthz, /readyz and /metrics")
 	return func(ctx context.Context) {
 		_ = srv.Shutdown(ctx)
 		<-served

@@ -34,10 +34,14 @@ func get(t *testing.T, url string) (int, string, string) {
 }
 
 func newTestHTTPServer(t *testing.T, ready readiness) (*httptest.Server, *worker.Metrics) {
+	return newTestHTTPServerPprof(t, ready, false)
+}
+
+func newTestHTTPServerPprof(t *testing.T, ready readiness, withPprof bool) (*httptest.Server, *worker.Metrics) {
 	t.Helper()
 	registry := prometheus.NewRegistry()
 	metrics := worker.NewMetrics(registry)
-	srv := httptest.NewServer(newHTTPHandler(ready, registry))
+	srv := httptest.NewServer(newHTTPHandler(ready, registry, withPprof))
 	t.Cleanup(srv.Close)
 	return srv, metrics
 }
@@ -108,4 +112,17 @@ func TestRedactedURLs(t *testing.T) {
 			assert.Equal(t, tc.want, redactedURLs(tc.in))
 		})
 	}
+}
+
+func TestPprofIsServedOnlyWhenAsked(t *testing.T) {
+	off, _ := newTestHTTPServer(t, fakeReadiness{})
+	status, _, _ := get(t, off.URL+"/debug/pprof/goroutine?debug=1")
+	assert.Equal(t, http.StatusNotFound, status, "HTTP_PPROF=false must not expose the profiler")
+
+	on, _ := newTestHTTPServerPprof(t, fakeReadiness{}, true)
+	status, _, body := get(t, on.URL+"/debug/pprof/goroutine?debug=1")
+	assert.Equal(t, http.StatusOK, status)
+	assert.Contains(t, body, "goroutine profile:")
+	status, _, _ = get(t, on.URL+"/metrics")
+	assert.Equal(t, http.StatusOK, status, "the usual endpoints stay")
 }

@@ -119,7 +119,7 @@ func run(ctx context.Context, cfg config, log zerolog.Logger, stdout io.Writer) 
 		return err
 	}
 
-	stopHTTP, err := startHTTP(cfg.HTTPAddr, w, registry, log)
+	stopHTTP, err := startHTTP(cfg.HTTPAddr, cfg.HTTPPprof, w, registry, log)
 	if err != nil {
 		return err
 	}
