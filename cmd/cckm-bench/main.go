@@ -55,6 +55,9 @@ func main() {
 	flag.StringVar(&cfg.workerBin, "worker", "", "worker binary (default: build ./cmd/cckm-cancel-worker)")
 	flag.StringVar(&workerLog, "worker-log", "", "append the workers' output to this file")
 	flag.StringVar(&workerLogLevel, "worker-log-level", "info", "the workers' LOG_LEVEL")
+	flag.StringVar(&workerProfile, "worker-cpuprofile", "", "write CPU profiles of the worker's throughput runs to `prefix`-<mode>-<latency>.pprof")
+	flag.DurationVar(&workerProfileTime, "worker-cpuprofile-time", workerProfileTime, "how much of each throughput run the worker's CPU profile covers (whole seconds)")
+	flag.BoolVar(&timeline, "timeline", false, "print results and worker CPU every 250 ms of each throughput run to stderr")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (NATS server, fake CM, driver) to the file")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -140,7 +143,7 @@ func runLatency(cfg benchConfig, latency time.Duration) error {
 		limit.ratio = 1
 		rows := []row{limit}
 		for _, mode := range cfg.modes {
-			r, err := measureWorker(cfg, ns, cm.URL(), mode)
+			r, err := measureWorker(cfg, ns, cm.URL(), mode, latency)
 			if err != nil {
 				return fmt.Errorf("%s: %w", mode, err)
 			}

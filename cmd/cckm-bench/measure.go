@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -212,6 +213,37 @@ func (c *collector) onResult(msg *nats.Msg) {
 	}
 }
 
+// printTimeline prints to stderr, every 250 ms until the returned stop is
+// called, the results so far and the worker's CPU time: a stall shows as
+// a row with few results.
+func (c *collector) printTimeline(start time.Time, workerCPU func() time.Duration) (stop func()) {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		last := 0
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				c.mu.Lock()
+				n := len(c.latencies)
+				c.mu.Unlock()
+				fmt.Fprintf(os.Stderr, "%6.2fs %7d results (+%5d), worker CPU %v\n",
+					time.Since(start).Seconds(), n, n-last, workerCPU().Round(time.Millisecond))
+				last = n
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+	}
+}
+
 func (c *collector) wait(ctx context.Context) error {
 	select {
 	case <-c.done:
@@ -254,7 +286,7 @@ func (s sender) flush(ctx context.Context) error {
 
 // measureWorker runs the worker binary in mode and measures a throughput
 // run of cfg.requests and a low-load run of cfg.lowLoad requests.
-func measureWorker(cfg benchConfig, ns *server.Server, cmURL, mode string) (row, error) {
+func measureWorker(cfg benchConfig, ns *server.Server, cmURL, mode string, latency time.Duration) (row, error) {
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {
 		return row{}, err
@@ -289,6 +321,10 @@ func measureWorker(cfg benchConfig, ns *server.Server, cmURL, mode string) (row,
 		return row{}, err
 	}
 	start, startCPU, startWorkerCPU := time.Now(), selfCPUTime(), proc.cpuTime()
+	profiled := func() error { return nil }
+	if workerProfile != "" {
+		profiled = proc.profileCPU(fmt.Sprintf("%s-%s-%v.pprof", workerProfile, mode, latency), workerProfileTime)
+	}
 	for i := range cfg.requests {
 		requestID := "full-" + strconv.Itoa(i)
 		full.publishing(requestID)
@@ -299,11 +335,20 @@ func measureWorker(cfg benchConfig, ns *server.Server, cmURL, mode string) (row,
 	if err := s.flush(ctx); err != nil {
 		return row{}, err
 	}
-	if err := full.wait(ctx); err != nil {
+	stopTimeline := func() {}
+	if timeline {
+		stopTimeline = full.printTimeline(start, func() time.Duration { return proc.cpuTime() - startWorkerCPU })
+	}
+	err = full.wait(ctx)
+	stopTimeline()
+	if err != nil {
 		return row{}, err
 	}
 	r.workerCPU = (proc.cpuTime() - startWorkerCPU) / time.Duration(cfg.requests)
 	r.restCPU = (selfCPUTime() - startCPU) / time.Duration(cfg.requests)
+	if err := profiled(); err != nil {
+		return row{}, fmt.Errorf("worker CPU profile: %w", err)
+	}
 	_ = sub.Unsubscribe()
 	r.throughput = float64(cfg.requests) / full.last.Sub(start).Seconds()
 	slices.Sort(full.latencies)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -18,8 +19,20 @@ import (
 // at workerLogLevel (-worker-log-level).
 var workerLog, workerLogLevel = "", "info"
 
+// timeline (-timeline) prints the progress of each throughput run.
+var timeline bool
+
+// workerProfile, when set (-worker-cpuprofile), is where the worker's CPU
+// profile of the first workerProfileTime of each throughput run is written,
+// as workerProfile-<mode>-<latency>.pprof; the worker runs with HTTP_PPROF.
+var (
+	workerProfile     string
+	workerProfileTime = 3 * time.Second
+)
+
 // workerProcess is a worker binary the benchmark started.
 type workerProcess struct {
+	addr    string // HTTP_ADDR
 	cmd     *exec.Cmd
 	output  *tailBuffer
 	done    chan error
@@ -46,6 +59,9 @@ func startWorker(bin, natsURL, cmURL, mode string, concurrency int) (*workerProc
 		"HTTP_ADDR=" + addr,
 		"LOG_LEVEL=" + workerLogLevel, // info by default: one line per request, as in production
 	}
+	if workerProfile != "" {
+		cmd.Env = append(cmd.Env, "HTTP_PPROF=true")
+	}
 	output := &tailBuffer{}
 	cmd.Stdout, cmd.Stderr = output, output
 	if workerLog != "" {
@@ -59,7 +75,7 @@ func startWorker(bin, natsURL, cmURL, mode string, concurrency int) (*workerProc
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	p := &workerProcess{cmd: cmd, output: output, done: make(chan error, 1)}
+	p := &workerProcess{addr: addr, cmd: cmd, output: output, done: make(chan error, 1)}
 	go func() { p.done <- cmd.Wait() }()
 
 	deadline := time.Now().Add(30 * time.Second)
@@ -119,6 +135,36 @@ func (p *workerProcess) stop() {
 		_ = p.cmd.Process.Kill()
 		<-p.done
 	}
+}
+
+// profileCPU starts fetching a CPU profile of the next d into file; the
+// returned function waits for it and reports how it went.
+func (p *workerProcess) profileCPU(file string, d time.Duration) (wait func() error) {
+	done := make(chan error, 1)
+	go func() {
+		url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.addr, int(d.Seconds()))
+		resp, err := http.Get(url)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			done <- fmt.Errorf("%s: %s", url, resp.Status)
+			return
+		}
+		f, err := os.Create(file)
+		if err != nil {
+			done <- err
+			return
+		}
+		_, err = io.Copy(f, resp.Body)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		done <- err
+	}()
+	return func() error { return <-done }
 }
 
 // peakRSS is the worker's peak resident set size (VmHWM), in bytes.
