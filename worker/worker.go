@@ -31,6 +31,7 @@ type Worker struct {
 
 	slots    chan struct{}  // one per call in flight
 	inFlight sync.WaitGroup // handlers running
+	pool     *goPool        // the goroutines handlers run on
 	attempts attemptCounts  // HTTP attempts of requests being redelivered
 
 	bound         atomic.Bool // the consumer (or the subscriptions) is bound
@@ -49,7 +50,7 @@ func New(cfg Config, nc *nats.Conn, canceler Canceler, log zerolog.Logger, metri
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(publishTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
@@ -62,6 +63,7 @@ func New(cfg Config, nc *nats.Conn, canceler Canceler, log zerolog.Logger, metri
 		metrics:  metrics,
 		now:      time.Now,
 		slots:    make(chan struct{}, cfg.Concurrency),
+		pool:     newGoPool(cfg.Concurrency),
 		attempts: attemptCounts{counts: map[uint64]priorDeliveries{}},
 	}, nil
 }
@@ -119,6 +121,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.inFlight.Wait()
 		close(done)
 	}()
+	defer w.pool.close()
 	select {
 	case <-done:
 	case <-time.After(w.cfg.ShutdownTimeout):
@@ -138,8 +141,8 @@ func (w *Worker) jetStreamEnabled(ctx context.Context) bool {
 	return err == nil
 }
 
-// spawn runs fn in a goroutine that Run waits for, holding a slot of
-// slots that the caller acquired. fn calls release once the call to
+// spawn runs fn on a goroutine of the pool, which Run waits for, holding a
+// slot of slots that the caller acquired. fn calls release once the call to
 // CipherTrust Manager is over, so that the next request's call starts while
 // this one's result is being published; the slot is released when fn
 // returns at the latest.
@@ -147,7 +150,7 @@ func (w *Worker) spawn(slots chan struct{}, fn func(release func())) {
 	w.inFlight.Add(1)
 	w.metrics.addInFlight(1)
 	w.counts.inFlight.Add(1)
-	go func() {
+	w.pool.run(func() {
 		released := false
 		release := func() {
 			if !released {
@@ -162,7 +165,7 @@ func (w *Worker) spawn(slots chan struct{}, fn func(release func())) {
 			w.inFlight.Done()
 		}()
 		fn(release)
-	}()
+	})
 }
 
 // acquire takes a slot of slots, or reports false when ctx ends first.
