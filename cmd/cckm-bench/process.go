@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -32,11 +31,12 @@ var (
 
 // workerProcess is a worker binary the benchmark started.
 type workerProcess struct {
-	addr    string // HTTP_ADDR
-	cmd     *exec.Cmd
-	output  *tailBuffer
-	done    chan error
-	stopped bool
+	addr      string // HTTP_ADDR
+	cmd       *exec.Cmd
+	logPath   string // the worker's stdout and stderr
+	removeLog bool   // logPath is a temporary file
+	done      chan error
+	stopped   bool
 }
 
 // startWorker runs the worker binary against the benchmark's NATS and CM
@@ -62,20 +62,31 @@ func startWorker(bin, natsURL, cmURL, mode string, concurrency int) (*workerProc
 	if workerProfile != "" {
 		cmd.Env = append(cmd.Env, "HTTP_PPROF=true")
 	}
-	output := &tailBuffer{}
-	cmd.Stdout, cmd.Stderr = output, output
-	if workerLog != "" {
-		f, err := os.OpenFile(workerLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	// The worker writes its log to a file, as a container runtime would
+	// take it: reading it through a pipe cost this process (and so the
+	// measurement) CPU for every line.
+	logPath, removeLog := workerLog, false
+	if logPath == "" {
+		f, err := os.CreateTemp("", "cckm-bench-worker-*.log")
 		if err != nil {
 			return nil, err
 		}
-		defer f.Close() // the child has its own copy of the descriptor
-		cmd.Stdout, cmd.Stderr = f, f
+		logPath, removeLog = f.Name(), true
+		_ = f.Close()
 	}
-	if err := cmd.Start(); err != nil {
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
 		return nil, err
 	}
-	p := &workerProcess{addr: addr, cmd: cmd, output: output, done: make(chan error, 1)}
+	defer logFile.Close() // the child has its own copy of the descriptor
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		if removeLog {
+			_ = os.Remove(logPath)
+		}
+		return nil, err
+	}
+	p := &workerProcess{addr: addr, cmd: cmd, logPath: logPath, removeLog: removeLog, done: make(chan error, 1)}
 	go func() { p.done <- cmd.Wait() }()
 
 	deadline := time.Now().Add(30 * time.Second)
@@ -89,41 +100,45 @@ func startWorker(bin, natsURL, cmURL, mode string, concurrency int) (*workerProc
 		}
 		select {
 		case err := <-p.done:
-			return nil, fmt.Errorf("worker exited: %v\n%s", err, output.String())
+			p.stopped = true
+			tail := p.logTail()
+			p.removeLogFile()
+			return nil, fmt.Errorf("worker exited: %v\n%s", err, tail)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	p.stop()
-	return nil, fmt.Errorf("worker not ready in 30s:\n%s", output.String())
+	p.stopProcess()
+	tail := p.logTail()
+	p.removeLogFile()
+	return nil, fmt.Errorf("worker not ready in 30s:\n%s", tail)
 }
 
-// tailBuffer keeps the last 64 KiB written to it: the worker logs a line
-// per request, and only the end matters when it fails.
-type tailBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-const tailSize = 64 << 10
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	if len(b.buf) > 2*tailSize {
-		b.buf = append(b.buf[:0], b.buf[len(b.buf)-tailSize:]...)
+// logTail is the end of the worker's log: what explains a failure.
+func (p *workerProcess) logTail() string {
+	const tailSize = 64 << 10
+	b, err := os.ReadFile(p.logPath)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
 	}
-	return len(p), nil
+	if len(b) > tailSize {
+		b = b[len(b)-tailSize:]
+	}
+	return string(b)
 }
 
-func (b *tailBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.buf)
+func (p *workerProcess) removeLogFile() {
+	if p.removeLog {
+		_ = os.Remove(p.logPath)
+	}
 }
 
-// stop sends SIGTERM and waits for the worker to exit.
+// stop sends SIGTERM, waits for the worker to exit and removes a temporary log.
 func (p *workerProcess) stop() {
+	p.stopProcess()
+	p.removeLogFile()
+}
+
+func (p *workerProcess) stopProcess() {
 	if p.stopped {
 		return
 	}
