@@ -49,11 +49,12 @@ func (w *Worker) runJetStream(ctx, workCtx context.Context) error {
 		if info := cons.CachedInfo(); info != nil && info.Config.AckWait > 0 {
 			ackWait = info.Config.AckWait
 		}
+		w.progress.setAckWait(ackWait)
 		w.bound.Store(true)
 		w.log.Info().Str("stream", RequestStream).Str("consumer", ConsumerName).
 			Int("concurrency", w.cfg.Concurrency).Dur("ack_wait", ackWait).Msg("consuming requests")
 		err = w.consume(ctx, cons, w.slots, func(msg jetstream.Msg, release func()) {
-			w.handleJetStream(workCtx, msg, ackWait, release)
+			w.handleJetStream(workCtx, msg, release)
 		})
 		w.bound.Store(false)
 		if err != nil && ctx.Err() == nil {
@@ -114,7 +115,7 @@ func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer, slots cha
 // actions: Ack after the result is stored, NakWithDelay for a transient
 // failure with deliveries left, Term for a rejected request, and a dead
 // letter plus Term when the last delivery failed.
-func (w *Worker) handleJetStream(ctx context.Context, msg jetstream.Msg, ackWait time.Duration, release func()) {
+func (w *Worker) handleJetStream(ctx context.Context, msg jetstream.Msg, release func()) {
 	received := w.now()
 	meta, err := msg.Metadata()
 	if err != nil {
@@ -145,7 +146,8 @@ func (w *Worker) handleJetStream(ctx context.Context, msg jetstream.Msg, ackWait
 	}
 
 	// Kept alive until acknowledged: publishing may take a while too.
-	defer keepAlive(msg, ackWait)()
+	w.progress.track(msg, received)
+	defer w.progress.untrack(msg)
 	out := process(ctx, w.canceler, d, w.now)
 	release() // the call is over: let the next one start
 

@@ -244,3 +244,29 @@ func TestHTTPStatusIsTheLastReceivedAcrossDeliveries(t *testing.T) {
 	assert.Equal(t, 503, result.HTTPStatus, "the last status received, from the first delivery")
 	assert.Equal(t, 4, result.Attempts)
 }
+
+func TestACallSlowerThanTheAckWaitIsKeptAliveNotRedelivered(t *testing.T) {
+	env := newTestEnv(t, cckmtest.Options{})
+	results := env.watchResults(t, messages.SubjectResults)
+	cfg := testConfig(ModeJetStream)
+	cfg.AckWait = 300 * time.Millisecond
+	env.startWorker(t, cfg, env.client(t, nil))
+
+	id := messages.NewRequestID()
+	env.cm.AddJob(cckmtest.Refresh, id)
+	env.cm.Script(id, cckmtest.Step{Delay: 4 * cfg.AckWait}) // 1.2 s: four ack waits
+	env.publish(t, messages.KindRefresh, `{"id":"`+id+`","request_id":"ir-slow"}`, nil)
+
+	result, _ := results.next(t)
+	assert.Equal(t, messages.StatusCanceled, result.Status)
+	env.requireNothingPending(t)
+	assert.Len(t, env.cm.CallsFor(id), 1, "the request was not delivered again while its call ran")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cons, err := env.js.Consumer(ctx, RequestStream, ConsumerName)
+	require.NoError(t, err)
+	info, err := cons.Info(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, info.NumRedelivered)
+}

@@ -29,10 +29,11 @@ type Worker struct {
 	metrics  *Metrics
 	now      func() time.Time
 
-	slots    chan struct{}  // one per call in flight
-	inFlight sync.WaitGroup // handlers running
-	pool     *goPool        // the goroutines handlers run on
-	attempts attemptCounts  // HTTP attempts of requests being redelivered
+	slots    chan struct{}   // one per call in flight
+	inFlight sync.WaitGroup  // handlers running
+	pool     *goPool         // the goroutines handlers run on
+	progress *progressKeeper // InProgress for slow requests
+	attempts attemptCounts   // HTTP attempts of requests being redelivered
 
 	bound         atomic.Bool // the consumer (or the subscriptions) is bound
 	resultsStored atomic.Bool // a stream holds the result subjects
@@ -64,6 +65,7 @@ func New(cfg Config, nc *nats.Conn, canceler Canceler, log zerolog.Logger, metri
 		now:      time.Now,
 		slots:    make(chan struct{}, cfg.Concurrency),
 		pool:     newGoPool(cfg.Concurrency),
+		progress: newProgressKeeper(),
 		attempts: attemptCounts{counts: map[uint64]priorDeliveries{}},
 	}, nil
 }
@@ -105,6 +107,18 @@ func (w *Worker) Run(ctx context.Context) error {
 		if w.cfg.Mode == ModeJetStream || w.jetStreamEnabled(ctx) {
 			w.runFollow(ctx, workCtx)
 		}
+	}()
+
+	// The progress keeper runs until the work in flight is over.
+	keeperCtx, stopKeeper := context.WithCancel(workCtx)
+	keeperDone := make(chan struct{})
+	go func() {
+		defer close(keeperDone)
+		w.progress.run(keeperCtx)
+	}()
+	defer func() {
+		stopKeeper()
+		<-keeperDone
 	}()
 
 	switch w.cfg.Mode {
