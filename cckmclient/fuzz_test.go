@@ -46,3 +46,67 @@ func FuzzDecodeResponse(f *testing.F) {
 		_ = apiErr.Error()
 	})
 }
+
+// decodeJobWithMap is DecodeJob written with encoding/json and a map: the
+// reference FuzzDecodeJobMatchesMap holds the fast decoder to.
+func decodeJobWithMap(body []byte) (*Job, error) {
+	raw := bytes.TrimSpace(body)
+	var fields map[string]json.RawMessage
+	if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &fields) != nil {
+		return nil, errNotAnObject
+	}
+	wrapped, hasWrapper := fields[docWrapperKey]
+	_, hasID := fields["id"]
+	_, hasAbort := fields["abort"]
+	_, hasStatus := fields["overall_status"]
+	if hasWrapper && !hasID && !hasAbort && !hasStatus && len(wrapped) > 0 && wrapped[0] == '{' {
+		raw = wrapped
+		fields = nil
+		if err := json.Unmarshal(raw, &fields); err != nil {
+			return nil, err
+		}
+	}
+	if bytes.ContainsAny(raw, "\n\r") {
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, raw); err == nil {
+			raw = compact.Bytes()
+		}
+	}
+	job := &Job{Raw: json.RawMessage(raw), Abort: string(fields["abort"]) == "true"}
+	_ = json.Unmarshal(fields["id"], &job.ID)
+	_ = json.Unmarshal(fields["overall_status"], &job.OverallStatus)
+	return job, nil
+}
+
+// FuzzDecodeJobMatchesMap checks DecodeJob, which walks the object's top
+// level by hand, against decodeJobWithMap.
+func FuzzDecodeJobMatchesMap(f *testing.F) {
+	for _, s := range []string{
+		`{"id":"8155fe39-570a-4132-92ca-e40b7640c7dc","abort":true,"overall_status":"in progress"}`,
+		`{"application/json":{"id":"x","abort":true,"overall_status":"completed"}}`,
+		`{"application/json" : [1] , "x":{}}`,
+		`{"abort":true,"abort":false}`,
+		`{"ABORT":true,"Id":"x"}`,
+		`{"\u0069d":"esc\u00e9ped","over\u0061ll_status":"a\"b","ab\/ort":true}`,
+		`{"id":"\xff\xfe","overall_status":7}`,
+		"{ \"n\" : [ {\"abort\" : true} , \"}\" , \"\\\\\" ] ,\n\"abort\"\t:\r\ntrue }",
+		`{"a":1.5e-3,"b":null,"c":false,"d":"","id":""}`,
+		`{}`, `{"x":{"y":{"z":[[[]]]}}}`, `[]`, `{`, `{"a":1}x`, `{"a" 1}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, gotErr := DecodeJob(body)
+		want, wantErr := decodeJobWithMap(body)
+		if (gotErr != nil) != (wantErr != nil) {
+			t.Fatalf("body %q: error %v, the map decoder's %v", body, gotErr, wantErr)
+		}
+		if gotErr != nil {
+			return
+		}
+		if string(got.Raw) != string(want.Raw) || got.ID != want.ID ||
+			got.OverallStatus != want.OverallStatus || got.Abort != want.Abort {
+			t.Fatalf("body %q:\n got %+v\nwant %+v", body, *got, *want)
+		}
+	})
+}
