@@ -41,7 +41,14 @@ type benchConfig struct {
 	workerBin   string
 	modes       []string
 	runs        int
+	producer    string
 }
+
+// The producers of the throughput runs in jetstream mode.
+const (
+	producerPub       = "pub"       // plain publish, as `nats pub` does
+	producerJetStream = "jetstream" // publish and wait for the stream's acknowledgements
+)
 
 func main() {
 	cfg := benchConfig{}
@@ -51,6 +58,7 @@ func main() {
 	flag.IntVar(&cfg.lowLoad, "low", 300, "requests of the low-load latency run (one at a time)")
 	flag.IntVar(&cfg.runs, "runs", 3, "rounds per latency; the summary rows are their medians")
 	backlogs := flag.String("backlog", "10000,100000", "backlog sizes for the RSS runs (empty: skip)")
+	flag.StringVar(&cfg.producer, "producer", producerPub, "how requests are published in jetstream mode: pub (plain, as nats pub) or jetstream (waiting for the stream's acks)")
 	modes := flag.String("modes", "jetstream,core", "worker modes to measure")
 	flag.StringVar(&cfg.workerBin, "worker", "", "worker binary (default: build ./cmd/cckm-cancel-worker)")
 	flag.StringVar(&workerLog, "worker-log", "", "append the workers' output to this file")
@@ -79,6 +87,9 @@ func main() {
 		fail(err)
 	}
 	cfg.modes = strings.Split(*modes, ",")
+	if cfg.producer != producerPub && cfg.producer != producerJetStream {
+		fail(fmt.Errorf("-producer %q: must be %s or %s", cfg.producer, producerPub, producerJetStream))
+	}
 	if err := runBench(cfg); err != nil {
 		pprof.StopCPUProfile()
 		fail(err)
@@ -118,7 +129,7 @@ func runBench(cfg benchConfig) error {
 
 // runLatency measures the limit and each mode at one CM latency.
 func runLatency(cfg benchConfig, latency time.Duration) error {
-	fmt.Printf("\n## CipherTrust Manager latency %v, C=%d, %d requests\n\n", latency, cfg.concurrency, cfg.requests)
+	fmt.Printf("\n## CipherTrust Manager latency %v, C=%d, %d requests, producer %s\n\n", latency, cfg.concurrency, cfg.requests, cfg.producer)
 	fmt.Println(tableHeader)
 	ns, err := startNATS()
 	if err != nil {

@@ -257,28 +257,50 @@ func (c *collector) printTimeline(start time.Time, workerCPU func() time.Duratio
 	}
 }
 
+// stallLimit is how long wait waits for the next result before it says
+// the run is stuck (a request lost would otherwise show only as a wait to
+// the end of the measurement's context).
+const stallLimit = 30 * time.Second
+
 func (c *collector) wait(ctx context.Context) error {
-	select {
-	case <-c.done:
-		return nil
-	case <-ctx.Done():
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return fmt.Errorf("%d of %d results after %v", len(c.latencies), c.want, ctx.Err())
+	check := time.NewTicker(time.Second)
+	defer check.Stop()
+	progress, since := -1, time.Now()
+	for {
+		select {
+		case <-c.done:
+			return nil
+		case <-ctx.Done():
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return fmt.Errorf("%d of %d results after %v", len(c.latencies), c.want, ctx.Err())
+		case now := <-check.C:
+			c.mu.Lock()
+			n := len(c.latencies)
+			c.mu.Unlock()
+			if n != progress {
+				progress, since = n, now
+			} else if now.Sub(since) > stallLimit {
+				return fmt.Errorf("%d of %d results, none for %v", n, c.want, stallLimit)
+			}
+		}
 	}
 }
 
-// sender publishes requests as a producer would in each mode.
+// sender publishes requests as a producer would.
 type sender struct {
-	nc   *nats.Conn
-	js   jetstream.JetStream
-	mode string
+	nc *nats.Conn
+	js jetstream.JetStream
+	// acked publishes through JetStream and waits for the stream's
+	// acknowledgements (in flush); else a plain publish, as `nats pub`
+	// does, which a stream on the subject stores all the same.
+	acked bool
 }
 
 func (s sender) send(requestID string) error {
 	msg := &nats.Msg{Subject: messages.SubjectRefresh, Data: []byte(messages.NewRequestID()),
 		Header: nats.Header{messages.HeaderMsgID: {requestID}}}
-	if s.mode == "core" {
+	if !s.acked {
 		return s.nc.PublishMsg(msg)
 	}
 	_, err := s.js.PublishMsgAsync(msg)
@@ -286,7 +308,7 @@ func (s sender) send(requestID string) error {
 }
 
 func (s sender) flush(ctx context.Context) error {
-	if s.mode == "core" {
+	if !s.acked {
 		return s.nc.FlushWithContext(ctx)
 	}
 	select {
@@ -320,7 +342,7 @@ func measureWorker(cfg benchConfig, ns *server.Server, cmURL, mode string, laten
 
 	ctx, cancel := measureContext()
 	defer cancel()
-	s := sender{nc: nc, js: js, mode: mode}
+	s := sender{nc: nc, js: js, acked: mode == "jetstream" && cfg.producer == producerJetStream}
 	r := row{name: mode}
 
 	// Throughput: publish everything as fast as the producer can.
@@ -424,7 +446,7 @@ func measureBacklog(cfg benchConfig, ns *server.Server, cmURL string, backlog in
 	}
 	defer sub.Unsubscribe()
 	_ = sub.SetPendingLimits(-1, -1)
-	s := sender{nc: nc, js: js, mode: "jetstream"}
+	s := sender{nc: nc, js: js, acked: true} // the backlog must be stored before the worker starts
 	for i := range backlog {
 		requestID := "backlog-" + strconv.Itoa(i)
 		results.publishing(requestID)
