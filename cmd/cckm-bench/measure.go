@@ -25,8 +25,8 @@ const (
 	benchPassword = "bench-password"
 )
 
-const tableHeader = "| run | throughput (req/s) | ratio to limit | p50 | p99 | p50 low load | p99 low load | added p50 low load | worker peak RSS | CPU µs/req worker + rest |\n" +
-	"|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+const tableHeader = "| run | throughput (req/s) | ratio to limit | p50 | p99 | p50 low load | p99 low load | added p50 low load | low load p50 in / worker / out | worker peak RSS | CPU µs/req worker + rest |\n" +
+	"|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 
 // row is one line of the table.
 type row struct {
@@ -35,6 +35,7 @@ type row struct {
 	p50, p99         time.Duration
 	lowP50, lowP99   time.Duration
 	addedP50         time.Duration
+	lowLegs          legs    // medians at low load; zero for the limit
 	ratio            float64 // throughput over the same round's limit
 	rss              int64
 	errors, failures int
@@ -45,18 +46,19 @@ type row struct {
 }
 
 func (r row) print() {
-	rss, added := "—", "—"
+	rss, added, split := "—", "—", "—"
 	if r.rss > 0 {
 		rss = fmt.Sprintf("%.1f MiB", float64(r.rss)/(1<<20))
 	}
 	if !strings.Contains(r.name, "limit") {
 		added = ms(r.addedP50)
+		split = fmt.Sprintf("%s / %s / %s", ms(r.lowLegs.in), ms(r.lowLegs.worker), ms(r.lowLegs.out))
 	}
-	fmt.Printf("| %s | %.0f | %.3f | %s | %s | %s | %s | %s | %s | %.0f + %.0f |\n", r.name, r.throughput,
-		r.ratio, ms(r.p50), ms(r.p99), ms(r.lowP50), ms(r.lowP99), added, rss,
+	fmt.Printf("| %s | %.0f | %.3f | %s | %s | %s | %s | %s | %s | %s | %.0f + %.0f |\n", r.name, r.throughput,
+		r.ratio, ms(r.p50), ms(r.p99), ms(r.lowP50), ms(r.lowP99), added, split, rss,
 		float64(r.workerCPU)/float64(time.Microsecond), float64(r.restCPU)/float64(time.Microsecond))
 	if r.failures > 0 || r.errors > 0 {
-		fmt.Printf("|  ↳ %d results not canceled, %d errors | | | | | | | | | |\n", r.failures, r.errors)
+		fmt.Printf("|  ↳ %d results not canceled, %d errors | | | | | | | | | | |\n", r.failures, r.errors)
 	}
 }
 
@@ -83,9 +85,14 @@ func median(rounds [][]row, i int) row {
 		lowP50:     pickDuration(func(r row) time.Duration { return r.lowP50 }),
 		lowP99:     pickDuration(func(r row) time.Duration { return r.lowP99 }),
 		addedP50:   pickDuration(func(r row) time.Duration { return r.addedP50 }),
-		rss:        int64(pick(func(r row) float64 { return float64(r.rss) })),
-		workerCPU:  pickDuration(func(r row) time.Duration { return r.workerCPU }),
-		restCPU:    pickDuration(func(r row) time.Duration { return r.restCPU }),
+		lowLegs: legs{
+			in:     pickDuration(func(r row) time.Duration { return r.lowLegs.in }),
+			worker: pickDuration(func(r row) time.Duration { return r.lowLegs.worker }),
+			out:    pickDuration(func(r row) time.Duration { return r.lowLegs.out }),
+		},
+		rss:       int64(pick(func(r row) float64 { return float64(r.rss) })),
+		workerCPU: pickDuration(func(r row) time.Duration { return r.workerCPU }),
+		restCPU:   pickDuration(func(r row) time.Duration { return r.restCPU }),
 	}
 }
 
@@ -166,11 +173,37 @@ func measureDirect(url string, concurrency, n, lowLoad int) (row, error) {
 	return r, nil
 }
 
+// legs splits a request's publish-to-result latency at the times the
+// worker wrote in the result (one clock: the worker runs on this machine):
+// in, from the publish to received_at (NATS, JetStream, the worker taking
+// the message); worker, from received_at to completed_at (parsing and the
+// CipherTrust Manager call); out, from completed_at to the result seen
+// (publishing, NATS).
+type legs struct{ in, worker, out time.Duration }
+
+// medianLegs is the median of each leg.
+func medianLegs(all []legs) legs {
+	pick := func(get func(legs) time.Duration) time.Duration {
+		values := make([]time.Duration, 0, len(all))
+		for _, l := range all {
+			values = append(values, get(l))
+		}
+		slices.Sort(values)
+		return percentile(values, .5)
+	}
+	return legs{
+		in:     pick(func(l legs) time.Duration { return l.in }),
+		worker: pick(func(l legs) time.Duration { return l.worker }),
+		out:    pick(func(l legs) time.Duration { return l.out }),
+	}
+}
+
 // collector matches results to the time their request was published.
 type collector struct {
 	mu        sync.Mutex
 	sent      map[string]time.Time
 	latencies []time.Duration
+	legs      []legs // of the results whose times parse
 	failures  int
 	last      time.Time
 	want      int
@@ -195,6 +228,11 @@ func (c *collector) onResult(msg *nats.Msg) {
 	sentAt, ok := c.sent[requestID]
 	if !ok {
 		return // not ours, or a duplicate
+	}
+	received, err1 := time.Parse(time.RFC3339Nano, stringField(msg.Data, "received_at"))
+	completed, err2 := time.Parse(time.RFC3339Nano, stringField(msg.Data, "completed_at"))
+	if err1 == nil && err2 == nil {
+		c.legs = append(c.legs, legs{in: received.Sub(sentAt), worker: completed.Sub(received), out: now.Sub(completed)})
 	}
 	delete(c.sent, requestID)
 	c.latencies = append(c.latencies, now.Sub(sentAt))
@@ -391,6 +429,7 @@ func measureWorker(cfg benchConfig, ns *server.Server, cmURL, mode string, laten
 
 	// Low load: one request at a time.
 	var low []time.Duration
+	var lowLegs []legs
 	for i := range cfg.lowLoad {
 		one := newCollector(1)
 		sub, err := nc.Subscribe(messages.SubjectResults, one.onResult)
@@ -410,8 +449,10 @@ func measureWorker(cfg benchConfig, ns *server.Server, cmURL, mode string, laten
 			return row{}, err
 		}
 		low = append(low, one.latencies[0])
+		lowLegs = append(lowLegs, one.legs...)
 		r.failures += one.failures
 	}
+	r.lowLegs = medianLegs(lowLegs)
 	slices.Sort(low)
 	r.lowP50, r.lowP99 = percentile(low, .5), percentile(low, .99)
 	r.rss = proc.peakRSS()
