@@ -9,9 +9,10 @@
 //   - backlog: the worker's peak RSS while it works off a backlog of
 //     requests already waiting in the stream, at two backlog sizes.
 //
-// It prints throughput, the ratio to the limit, p50 and p99
-// publish-to-result latency (at full load and at low load), the latency the
-// worker adds at low load, and the worker process's peak RSS (VmHWM).
+// It prints throughput, the ratio to the limit (measured before and after
+// each mode), p50 and p99 publish-to-result latency (at full load and at
+// low load), the latency the worker adds at low load and where it goes,
+// the worker process's peak RSS (VmHWM), and CPU per request.
 package main
 
 import (
@@ -142,25 +143,35 @@ func runLatency(cfg benchConfig, latency time.Duration) error {
 	})
 	defer cm.Close()
 
-	// Each round measures the limit and then every mode, so that a slow
-	// spell of the machine weighs on both sides of a ratio; the summary is
-	// the median of the rounds.
+	// Each round measures the limit and every mode, so that a slow spell
+	// of the machine weighs on both sides of a ratio; the summary is the
+	// median of the rounds.
 	var rounds [][]row
 	for round := range cfg.runs {
-		limit, err := measureDirect(cm.URL(), cfg.concurrency, cfg.requests, cfg.lowLoad)
+		// The limit is measured before and after each mode, and the mode
+		// is held to the mean of the two: the machine's speed drifts by
+		// 20% and more within a minute, and a single limit measured a
+		// mode earlier made the ratio swing with it.
+		before, err := measureDirect(cm.URL(), cfg.concurrency, cfg.requests, cfg.lowLoad)
 		if err != nil {
 			return err
 		}
-		limit.ratio = 1
-		rows := []row{limit}
+		before.ratio = 1
+		rows := []row{before}
 		for _, mode := range cfg.modes {
 			r, err := measureWorker(cfg, ns, cm.URL(), mode, latency)
 			if err != nil {
 				return fmt.Errorf("%s: %w", mode, err)
 			}
-			r.addedP50 = r.lowP50 - limit.lowP50
-			r.ratio = r.throughput / limit.throughput
-			rows = append(rows, r)
+			after, err := measureDirect(cm.URL(), cfg.concurrency, cfg.requests, cfg.lowLoad)
+			if err != nil {
+				return err
+			}
+			after.ratio = 1
+			r.addedP50 = r.lowP50 - (before.lowP50+after.lowP50)/2
+			r.ratio = r.throughput / ((before.throughput + after.throughput) / 2)
+			rows = append(rows, r, after)
+			before = after
 		}
 		for _, r := range rows {
 			r.name = fmt.Sprintf("%s (round %d)", r.name, round+1)
