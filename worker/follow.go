@@ -158,12 +158,10 @@ func (w *Worker) runFollow(ctx, workCtx context.Context) {
 			continue
 		}
 		wait = minBindRetry
-		w.followReady.Store(true)
-		err = w.consume(ctx, cons, slots, func(msg jetstream.Msg, release func()) {
+		err = w.consume(ctx, cons, slots, &w.followReady, func(msg jetstream.Msg, release func()) {
 			w.handleFollow(workCtx, msg)
 			release()
 		})
-		w.followReady.Store(false)
 		if err != nil && ctx.Err() == nil {
 			w.log.Error().Err(err).Msg("following stopped; binding again")
 			sleepCtx(ctx, wait)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -56,13 +57,11 @@ func (w *Worker) runJetStream(ctx, workCtx context.Context) error {
 			ackWait = info.Config.AckWait
 		}
 		w.progress.setAckWait(ackWait)
-		w.bound.Store(true)
 		w.log.Info().Str("stream", RequestStream).Str("consumer", ConsumerName).
 			Int("concurrency", w.cfg.Concurrency).Dur("ack_wait", ackWait).Msg("consuming requests")
-		err = w.consume(ctx, cons, w.slots, func(msg jetstream.Msg, release func()) {
+		err = w.consume(ctx, cons, w.slots, &w.bound, func(msg jetstream.Msg, release func()) {
 			w.handleJetStream(workCtx, msg, release)
 		})
-		w.bound.Store(false)
 		if err != nil && ctx.Err() == nil {
 			w.log.Error().Err(err).Msg("consuming stopped; binding again")
 			sleepCtx(ctx, wait)
@@ -80,7 +79,10 @@ func (w *Worker) runJetStream(ctx, workCtx context.Context) error {
 // size of its batch; when that channel was full, a message could be
 // dropped client-side, and the iterator then waited for its pull request
 // to expire: 30 s stalls under load in make bench.)
-func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer, slots chan struct{}, handle func(jetstream.Msg, func())) error {
+//
+// ready is true from the moment consuming has started until it stops (a
+// Consume that fails at once never makes the worker look ready).
+func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer, slots chan struct{}, ready *atomic.Bool, handle func(jetstream.Msg, func())) error {
 	fatal := make(chan error, 1)
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
 		if !acquire(ctx, slots) {
@@ -105,6 +107,8 @@ func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer, slots cha
 	if err != nil {
 		return err
 	}
+	ready.Store(true)
+	defer ready.Store(false)
 	select {
 	case <-ctx.Done():
 		cc.Drain()
