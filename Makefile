@@ -39,6 +39,7 @@ FUZZTIME ?= 1m
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME) ./messages
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeResponse$$' -fuzztime $(FUZZTIME) ./cckmclient
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJobMatchesMap$$' -fuzztime $(FUZZTIME) ./cckmclient
 	$(GO) test -run '^$$' -fuzz '^FuzzResultJSON$$' -fuzztime $(FUZZTIME) ./messages
 
 clean:
