@@ -24,12 +24,12 @@ type readiness interface {
 // newHTTPHandler serves /healthz (the process is alive), /readyz (NATS is
 // connected and the consumer bound) and /metrics; with withPprof, also the
 // Go profiler under /debug/pprof/ (HTTP_PPROF, off by default: a profile
-// costs CPU and shows the program's internals).
+// costs CPU and shows the program's internals). /debug/pprof/cmdline is
+// left out: secrets may be given as flags, and it would serve them.
 func newHTTPHandler(ready readiness, registry *prometheus.Registry, withPprof bool) http.Handler {
 	mux := http.NewServeMux()
 	if withPprof {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)

@@ -123,6 +123,8 @@ func TestPprofIsServedOnlyWhenAsked(t *testing.T) {
 	status, _, body := get(t, on.URL+"/debug/pprof/goroutine?debug=1")
 	assert.Equal(t, http.StatusOK, status)
 	assert.Contains(t, body, "goroutine profile:")
+	status, _, _ = get(t, on.URL+"/debug/pprof/cmdline")
+	assert.Equal(t, http.StatusNotFound, status, "the command line may hold a secret given as a flag")
 	status, _, _ = get(t, on.URL+"/metrics")
 	assert.Equal(t, http.StatusOK, status, "the usual endpoints stay")
 }
