@@ -428,23 +428,36 @@ func measureWorker(cfg benchConfig, ns *server.Server, cmURL, mode string, laten
 	r.p50, r.p99, r.failures = percentile(full.latencies, .5), percentile(full.latencies, .99), full.failures
 
 	// Low load: one request at a time.
+	// One subscription serves the whole run, as a producer waiting for
+	// results would hold one: subscribing and unsubscribing around each
+	// request put two more protocol operations in the server's read loop
+	// just before the publish being timed.
 	var low []time.Duration
 	var lowLegs []legs
+	var current atomic.Pointer[collector]
+	lowSub, err := nc.Subscribe(messages.SubjectResults, func(msg *nats.Msg) {
+		if c := current.Load(); c != nil {
+			c.onResult(msg)
+		}
+	})
+	if err != nil {
+		return row{}, err
+	}
+	defer func() { _ = lowSub.Unsubscribe() }()
+	if err := nc.Flush(); err != nil {
+		return row{}, err
+	}
 	for i := range cfg.lowLoad {
 		one := newCollector(1)
-		sub, err := nc.Subscribe(messages.SubjectResults, one.onResult)
-		if err != nil {
-			return row{}, err
-		}
+		current.Store(one)
 		requestID := "low-" + strconv.Itoa(i)
 		one.publishing(requestID)
 		if err := s.send(requestID); err != nil {
 			return row{}, err
 		}
 		waitCtx, waitCancel := context.WithTimeout(ctx, 10*time.Second)
-		err = one.wait(waitCtx)
+		err := one.wait(waitCtx)
 		waitCancel()
-		_ = sub.Unsubscribe()
 		if err != nil {
 			return row{}, err
 		}
