@@ -64,6 +64,13 @@ func main() {
 	flag.StringVar(&cfg.workerBin, "worker", "", "worker binary (default: build ./cmd/cckm-cancel-worker)")
 	flag.StringVar(&workerLog, "worker-log", "", "append the workers' output to this file")
 	flag.StringVar(&workerLogLevel, "worker-log-level", "info", "the workers' LOG_LEVEL")
+	flag.Func("worker-env", "add `NAME=value` to the workers' environment (repeatable), to try a setting such as GOMAXPROCS=1", func(s string) error {
+		if !strings.Contains(s, "=") {
+			return fmt.Errorf("%q: want NAME=value", s)
+		}
+		workerEnv = append(workerEnv, s)
+		return nil
+	})
 	flag.StringVar(&workerProfile, "worker-cpuprofile", "", "write CPU profiles of the worker's throughput runs to `prefix`-<mode>-<latency>.pprof")
 	flag.DurationVar(&workerProfileTime, "worker-cpuprofile-time", workerProfileTime, "how much of each throughput run the worker's CPU profile covers (whole seconds)")
 	flag.BoolVar(&timeline, "timeline", false, "print results and worker CPU every 250 ms of each throughput run to stderr")

@@ -18,6 +18,9 @@ import (
 // at workerLogLevel (-worker-log-level).
 var workerLog, workerLogLevel = "", "info"
 
+// workerEnv (-worker-env) is added to the workers' environment.
+var workerEnv []string
+
 // timeline (-timeline) prints the progress of each throughput run.
 var timeline bool
 
@@ -62,6 +65,7 @@ func startWorker(bin, natsURL, cmURL, mode string, concurrency int) (*workerProc
 	if workerProfile != "" {
 		cmd.Env = append(cmd.Env, "HTTP_PPROF=true")
 	}
+	cmd.Env = append(cmd.Env, workerEnv...)
 	// The worker writes its log to a file, as a container runtime would
 	// take it: reading it through a pipe cost this process (and so the
 	// measurement) CPU for every line.
