@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,6 +44,7 @@ type benchConfig struct {
 	modes       []string
 	runs        int
 	producer    string
+	hops        bool
 }
 
 // The producers of the throughput runs in jetstream mode.
@@ -52,6 +54,10 @@ const (
 )
 
 func main() {
+	if addr := os.Getenv(echoEnv); addr != "" {
+		echoChild(addr)
+		return
+	}
 	cfg := benchConfig{}
 	latencies := flag.String("latency", "20ms,0ms", "CipherTrust Manager latencies to measure, comma-separated")
 	flag.IntVar(&cfg.concurrency, "c", 64, "concurrency C: WORKER_CONCURRENCY and the direct client's")
@@ -73,7 +79,9 @@ func main() {
 	})
 	flag.StringVar(&workerProfile, "worker-cpuprofile", "", "write CPU profiles of the worker's throughput runs to `prefix`-<mode>-<latency>.pprof")
 	flag.DurationVar(&workerProfileTime, "worker-cpuprofile-time", workerProfileTime, "how much of each throughput run the worker's CPU profile covers (whole seconds)")
+	flag.StringVar(&tracePrefix, "trace", "", "write Go execution traces of this process and the worker during the first 2 s of each low-load run to `prefix`-{bench,worker}-<mode>-<latency>.trace")
 	flag.BoolVar(&timeline, "timeline", false, "print results and worker CPU every 250 ms of each throughput run to stderr")
+	flag.BoolVar(&cfg.hops, "hops", true, "measure what a TCP round trip between processes costs on this machine, busy and after the CM latency idle")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (NATS server, fake CM, driver) to the file")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -124,6 +132,12 @@ func runBench(cfg benchConfig) error {
 		}
 	}
 	printMachine(cfg)
+	if cfg.hops {
+		idle := slices.Max(append([]time.Duration{time.Millisecond}, cfg.latencies...))
+		if err := measureHops(idle, 200); err != nil {
+			return fmt.Errorf("hops: %w", err)
+		}
+	}
 	for _, latency := range cfg.latencies {
 		if err := runLatency(cfg, latency); err != nil {
 			return err

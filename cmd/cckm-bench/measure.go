@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -428,6 +429,17 @@ func measureWorker(cfg benchConfig, ns *server.Server, cmURL, mode string, laten
 	r.p50, r.p99, r.failures = percentile(full.latencies, .5), percentile(full.latencies, .99), full.failures
 
 	// Low load: one request at a time.
+	if tracePrefix != "" {
+		stop, err := traceLowLoad(proc, fmt.Sprintf("%s-%%s-%s-%v.trace", tracePrefix, mode, latency))
+		if err != nil {
+			return row{}, err
+		}
+		defer func() {
+			if err := stop(); err != nil {
+				fmt.Fprintln(os.Stderr, "cckm-bench: trace:", err)
+			}
+		}()
+	}
 	// One subscription serves the whole run, as a producer waiting for
 	// results would hold one: subscribing and unsubscribing around each
 	// request put two more protocol operations in the server's read loop
@@ -470,6 +482,33 @@ func measureWorker(cfg benchConfig, ns *server.Server, cmURL, mode string, laten
 	r.lowP50, r.lowP99 = percentile(low, .5), percentile(low, .99)
 	r.rss = proc.peakRSS()
 	return r, nil
+}
+
+// traceLowLoad records Go execution traces of this process (NATS server,
+// fake CM, driver) and of the worker for traceTime; the worker's is
+// fetched from its HTTP_PPROF endpoint. name has a %s for "bench" or
+// "worker". stop ends this process's trace early if the run is shorter,
+// and waits for the worker's.
+func traceLowLoad(proc *workerProcess, name string) (stop func() error, err error) {
+	f, err := os.Create(fmt.Sprintf(name, "bench"))
+	if err != nil {
+		return nil, err
+	}
+	if err := trace.Start(f); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	timer := time.AfterFunc(traceTime, trace.Stop)
+	workerDone := proc.traceExecution(fmt.Sprintf(name, "worker"), traceTime)
+	return func() error {
+		timer.Stop()
+		trace.Stop()
+		err := workerDone()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	}, nil
 }
 
 // measureBacklog publishes backlog requests with no worker running, then

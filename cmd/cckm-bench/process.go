@@ -18,6 +18,16 @@ import (
 // at workerLogLevel (-worker-log-level).
 var workerLog, workerLogLevel = "", "info"
 
+// tracePrefix, when set (-trace), is where Go execution traces of both
+// processes during the first traceTime of each low-load run are written:
+// tracePrefix-{bench,worker}-<mode>-<latency>.trace. Their timestamps share
+// the machine's monotonic clock, so one request can be followed across
+// the two.
+var (
+	tracePrefix string
+	traceTime   = 2 * time.Second
+)
+
 // workerEnv (-worker-env) is added to the workers' environment.
 var workerEnv []string
 
@@ -62,7 +72,7 @@ func startWorker(bin, natsURL, cmURL, mode string, concurrency int) (*workerProc
 		"HTTP_ADDR=" + addr,
 		"LOG_LEVEL=" + workerLogLevel, // info by default: one line per request, as in production
 	}
-	if workerProfile != "" {
+	if workerProfile != "" || tracePrefix != "" {
 		cmd.Env = append(cmd.Env, "HTTP_PPROF=true")
 	}
 	cmd.Env = append(cmd.Env, workerEnv...)
@@ -157,11 +167,23 @@ func (p *workerProcess) stopProcess() {
 }
 
 // profileCPU starts fetching a CPU profile of the next d into file; the
-// returned function waits for it and reports how it went.
+// returned function waits for it.
 func (p *workerProcess) profileCPU(file string, d time.Duration) (wait func() error) {
+	return p.fetch(fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(d.Seconds())), file)
+}
+
+// traceExecution starts fetching a Go execution trace of the next d into
+// file; the returned function waits for it.
+func (p *workerProcess) traceExecution(file string, d time.Duration) (wait func() error) {
+	return p.fetch(fmt.Sprintf("/debug/pprof/trace?seconds=%d", int(d.Seconds())), file)
+}
+
+// fetch starts copying the worker's HTTP_PPROF endpoint path into file;
+// the returned function waits for it.
+func (p *workerProcess) fetch(path, file string) (wait func() error) {
 	done := make(chan error, 1)
 	go func() {
-		url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.addr, int(d.Seconds()))
+		url := "http://" + p.addr + path
 		resp, err := http.Get(url)
 		if err != nil {
 			done <- err
