@@ -66,7 +66,7 @@ func main() {
 	flag.IntVar(&cfg.runs, "runs", 3, "rounds per latency; the summary rows are their medians")
 	backlogs := flag.String("backlog", "10000,100000", "backlog sizes for the RSS runs (empty: skip)")
 	flag.StringVar(&cfg.producer, "producer", producerPub, "how requests are published in jetstream mode: pub (plain, as nats pub) or jetstream (waiting for the stream's acks)")
-	modes := flag.String("modes", "jetstream,core", "worker modes to measure")
+	modes := flag.String("modes", "jetstream,core", "worker modes to measure; with the suffix -inproc (jetstream-inproc) the worker's code runs inside this process instead of the binary")
 	flag.StringVar(&cfg.workerBin, "worker", "", "worker binary (default: build ./cmd/cckm-cancel-worker)")
 	flag.StringVar(&workerLog, "worker-log", "", "append the workers' output to this file")
 	flag.StringVar(&workerLogLevel, "worker-log-level", "info", "the workers' LOG_LEVEL")

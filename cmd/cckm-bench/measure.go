@@ -19,6 +19,7 @@ import (
 
 	"github.com/cckm/cckm-cancel-worker/cckmclient"
 	"github.com/cckm/cckm-cancel-worker/messages"
+	"github.com/cckm/cckm-cancel-worker/worker"
 )
 
 const (
@@ -373,15 +374,22 @@ func measureWorker(cfg benchConfig, ns *server.Server, cmURL, mode string, laten
 	if err := resetStreams(js); err != nil {
 		return row{}, err
 	}
-	proc, err := startWorker(cfg.workerBin, ns.ClientURL(), cmURL, mode, cfg.concurrency)
-	if err != nil {
+	workerMode, inProcess := splitMode(mode)
+	var proc *workerProcess
+	if inProcess {
+		w, err := startInProcessWorker(ns.ClientURL(), cmURL, workerMode, cfg.concurrency)
+		if err != nil {
+			return row{}, err
+		}
+		proc = &workerProcess{inProcess: w}
+	} else if proc, err = startWorker(cfg.workerBin, ns.ClientURL(), cmURL, mode, cfg.concurrency); err != nil {
 		return row{}, err
 	}
 	defer proc.stop()
 
 	ctx, cancel := measureContext()
 	defer cancel()
-	s := sender{nc: nc, js: js, acked: mode == "jetstream" && cfg.producer == producerJetStream}
+	s := sender{nc: nc, js: js, acked: workerMode == worker.ModeJetStream && cfg.producer == producerJetStream}
 	r := row{name: mode}
 
 	// Throughput: publish everything as fast as the producer can.

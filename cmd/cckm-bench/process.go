@@ -50,6 +50,11 @@ type workerProcess struct {
 	removeLog bool   // logPath is a temporary file
 	done      chan error
 	stopped   bool
+	// inProcess, when set, is the worker's code running in this process
+	// (a -inproc mode) and there is no child process: its CPU counts in
+	// this process's, it has no RSS of its own, and this process's
+	// profiles and traces hold it.
+	inProcess *inProcessWorker
 }
 
 // startWorker runs the worker binary against the benchmark's NATS and CM
@@ -157,6 +162,10 @@ func (p *workerProcess) stopProcess() {
 		return
 	}
 	p.stopped = true
+	if p.inProcess != nil {
+		p.inProcess.stop()
+		return
+	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
@@ -181,6 +190,9 @@ func (p *workerProcess) traceExecution(file string, d time.Duration) (wait func(
 // fetch starts copying the worker's HTTP_PPROF endpoint path into file;
 // the returned function waits for it.
 func (p *workerProcess) fetch(path, file string) (wait func() error) {
+	if p.inProcess != nil {
+		return func() error { return nil } // in this process's own profile or trace
+	}
 	done := make(chan error, 1)
 	go func() {
 		url := "http://" + p.addr + path
@@ -210,6 +222,9 @@ func (p *workerProcess) fetch(path, file string) (wait func() error) {
 
 // peakRSS is the worker's peak resident set size (VmHWM), in bytes.
 func (p *workerProcess) peakRSS() int64 {
+	if p.inProcess != nil {
+		return 0
+	}
 	status, err := os.ReadFile("/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/status")
 	if err != nil {
 		return 0
@@ -228,6 +243,9 @@ func (p *workerProcess) peakRSS() int64 {
 
 // cpuTime is the CPU time the worker process has used so far.
 func (p *workerProcess) cpuTime() time.Duration {
+	if p.inProcess != nil {
+		return 0
+	}
 	stat, err := os.ReadFile("/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/stat")
 	if err != nil {
 		return 0

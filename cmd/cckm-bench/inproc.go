@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/cckm/cckm-cancel-worker/worker"
+)
+
+// inProcessSuffix on a mode (-modes jetstream-inproc) runs the worker's
+// code inside this process instead of the worker binary: same worker
+// package, client settings and info log to a file, but no process to
+// cross and one Go runtime shared with the NATS server and the fake CM,
+// as the limit's client shares it. It says how much of the gap to the
+// limit is the worker being a process of its own. Its CPU counts in the
+// rest and its RSS cannot be told apart; the targets are for the
+// binary.
+const inProcessSuffix = "-inproc"
+
+// inProcessWorker is the worker's code running in this process.
+type inProcessWorker struct {
+	cancel  context.CancelFunc
+	done    chan error
+	nc      *nats.Conn
+	logFile *os.File
+	logBuf  *bufio.Writer
+}
+
+func startInProcessWorker(natsURL, cmURL string, mode worker.Mode, concurrency int) (*inProcessWorker, error) {
+	logFile, err := os.CreateTemp("", "cckm-bench-inproc-*.log")
+	if err != nil {
+		return nil, err
+	}
+	logBuf := bufio.NewWriterSize(logFile, 64<<10)
+	log := zerolog.New(zerolog.SyncWriter(logBuf)).Level(zerolog.InfoLevel).With().Timestamp().
+		Str("service", "cckm-cancel-worker").Logger()
+	p := &inProcessWorker{done: make(chan error, 1), logFile: logFile, logBuf: logBuf}
+	client, err := newClient(cmURL, concurrency)
+	if err != nil {
+		p.closeLog()
+		return nil, err
+	}
+	if p.nc, err = nats.Connect(natsURL, nats.Name("cckm-cancel-worker (in process)")); err != nil {
+		p.closeLog()
+		return nil, err
+	}
+	w, err := worker.New(worker.Config{Mode: mode, Concurrency: concurrency, Provision: true},
+		p.nc, client, log, worker.NewMetrics(prometheus.NewRegistry()))
+	if err != nil {
+		p.nc.Close()
+		p.closeLog()
+		return nil, err
+	}
+	var ctx context.Context
+	ctx, p.cancel = context.WithCancel(context.Background())
+	go func() { p.done <- w.Run(ctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for w.Ready() != nil {
+		if time.Now().After(deadline) {
+			err := w.Ready()
+			p.stop()
+			return nil, fmt.Errorf("in-process worker not ready in 30s: %w", err)
+		}
+		select {
+		case err := <-p.done:
+			p.done <- err
+			p.stop()
+			return nil, fmt.Errorf("in-process worker stopped: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return p, nil
+}
+
+// stop drains the worker as SIGTERM would the binary.
+func (p *inProcessWorker) stop() {
+	p.cancel()
+	<-p.done
+	_ = p.nc.Drain()
+	p.closeLog()
+}
+
+func (p *inProcessWorker) closeLog() {
+	_ = p.logBuf.Flush()
+	_ = p.logFile.Close()
+	_ = os.Remove(p.logFile.Name())
+}
+
+// splitMode returns the worker mode of a -modes entry and whether it runs
+// in this process.
+func splitMode(mode string) (worker.Mode, bool) {
+	base, inProcess := strings.CutSuffix(mode, inProcessSuffix)
+	return worker.Mode(base), inProcess
+}
