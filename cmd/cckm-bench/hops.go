@@ -51,8 +51,16 @@ func measureHops(idle time.Duration, n int) error {
 				}
 			}()
 		}
+		// A child that cannot connect exits; do not wait for it forever.
+		if err := ln.(*net.TCPListener).SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
+			return err
+		}
 		conn, err := ln.Accept()
 		if err != nil {
+			if child != nil {
+				_ = child.Process.Kill()
+				_ = child.Wait()
+			}
 			return err
 		}
 		busy, err := roundTrips(conn, 0, n)
