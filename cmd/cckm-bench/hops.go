@@ -32,7 +32,9 @@ func measureHops(idle time.Duration, n int) error {
 	fmt.Printf("| between | back to back | after %v idle |\n|---|---:|---:|\n", idle)
 	for _, between := range []string{"two goroutines of one process", "two processes"} {
 		var child *exec.Cmd
+		echoed := make(chan struct{}) // the in-process echo has ended
 		if between == "two processes" {
+			close(echoed)
 			self, err := os.Executable()
 			if err != nil {
 				return err
@@ -45,6 +47,7 @@ func measureHops(idle time.Duration, n int) error {
 			}
 		} else {
 			go func() {
+				defer close(echoed)
 				c, err := net.Dial("tcp", ln.Addr().String())
 				if err == nil {
 					echo(c)
@@ -64,18 +67,19 @@ func measureHops(idle time.Duration, n int) error {
 			return err
 		}
 		busy, err := roundTrips(conn, 0, n)
+		var idled []time.Duration
 		if err == nil {
-			var idled []time.Duration
 			idled, err = roundTrips(conn, idle, n)
-			fmt.Printf("| %s | %s | %s |\n", between, p50p90(busy), p50p90(idled))
 		}
 		_ = conn.Close() // ends the echo
+		<-echoed
 		if child != nil {
 			_ = child.Wait()
 		}
 		if err != nil {
 			return err
 		}
+		fmt.Printf("| %s | %s | %s |\n", between, p50p90(busy), p50p90(idled))
 	}
 	return nil
 }

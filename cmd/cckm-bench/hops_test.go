@@ -12,7 +12,9 @@ func TestRoundTripsTimesEachEchoedByte(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()
+	echoed := make(chan struct{})
 	go func() {
+		defer close(echoed)
 		c, err := net.Dial("tcp", ln.Addr().String())
 		if err == nil {
 			echo(c)
@@ -20,7 +22,10 @@ func TestRoundTripsTimesEachEchoedByte(t *testing.T) {
 	}()
 	conn, err := ln.Accept()
 	require.NoError(t, err)
-	defer conn.Close()
+	defer func() {
+		_ = conn.Close()
+		<-echoed // the echo ends when the connection does
+	}()
 
 	const gap = 2 * time.Millisecond
 	start := time.Now()

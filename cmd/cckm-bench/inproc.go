@@ -30,6 +30,7 @@ type inProcessWorker struct {
 	cancel  context.CancelFunc
 	done    chan error
 	nc      *nats.Conn
+	closed  chan struct{} // closed when nc is
 	logFile *os.File
 	logBuf  *bufio.Writer
 }
@@ -48,7 +49,9 @@ func startInProcessWorker(natsURL, cmURL string, mode worker.Mode, concurrency i
 		p.closeLog()
 		return nil, err
 	}
-	if p.nc, err = nats.Connect(natsURL, nats.Name("cckm-cancel-worker (in process)")); err != nil {
+	p.closed = make(chan struct{})
+	if p.nc, err = nats.Connect(natsURL, nats.Name("cckm-cancel-worker (in process)"),
+		nats.ClosedHandler(func(*nats.Conn) { close(p.closed) })); err != nil {
 		p.closeLog()
 		return nil, err
 	}
@@ -80,11 +83,20 @@ func startInProcessWorker(natsURL, cmURL string, mode worker.Mode, concurrency i
 	return p, nil
 }
 
-// stop drains the worker as SIGTERM would the binary.
+// stop drains the worker as SIGTERM would the binary, and waits for the
+// connection's drain to flush the last results and acks, so that they do
+// not land in the next measurement.
 func (p *inProcessWorker) stop() {
 	p.cancel()
 	<-p.done
-	_ = p.nc.Drain()
+	if err := p.nc.Drain(); err != nil {
+		p.nc.Close()
+	}
+	select {
+	case <-p.closed:
+	case <-time.After(30 * time.Second):
+		p.nc.Close()
+	}
 	p.closeLog()
 }
 
