@@ -34,6 +34,9 @@ func (r *Result) AppendJSON(b []byte) []byte {
 		b = append(b, `,"job":`...)
 		b = append(b, r.Job...)
 	}
+	if r.JobOmitted {
+		b = append(b, `,"job_omitted":true`...)
+	}
 	if r.Error != nil {
 		b = append(b, `,"error":{"code":`...)
 		b = appendString(b, string(r.Error.Code))

@@ -35,7 +35,7 @@ func FuzzParseRequest(f *testing.F) {
 		f.Add([]byte(s), "msg-1")
 	}
 	f.Fuzz(func(t *testing.T, payload []byte, msgID string) {
-		req, err := ParseRequest(KindRefresh, payload, Header{HeaderMsgID: {msgID}})
+		req, err := ParseRequest(KindRefresh, payload, Header{HeaderMsgID: {msgID}}, "")
 		if !ValidRequestID(req.RequestID) {
 			t.Fatalf("request_id %q is not valid", req.RequestID)
 		}

@@ -75,22 +75,39 @@ type jsonRequest struct {
 // ParseRequest turns a payload and its headers into a Request for kind. The
 // payload is a JSON object {"id": ..., "request_id": ..., "follow": ...}
 // (unknown fields ignored) or the bare id as text (surrounding white space
-// ignored). request_id is the payload's, else the Nats-Msg-Id header, else a
-// new one.
+// ignored), at most MaxRequestSize bytes. request_id is the payload's, else
+// the Nats-Msg-Id header, else defaultRequestID (a stable one such as
+// DerivedRequestID, so that every delivery of a message has the same), else
+// a new random one. A traceparent that is not valid W3C is dropped; a
+// Cckm-Reply-To that is not a literal subject the worker may answer on
+// rejects the request, and is dropped too, so that nothing is sent there.
 //
 // On a bad payload it returns a *RequestError and a Request holding what
 // could be read: the kind, the id as given where there was one (empty when
 // the payload could not be parsed), and always a request_id.
-func ParseRequest(kind Kind, payload []byte, header Header) (Request, error) {
-	req := Request{
-		Kind:        kind,
-		Traceparent: header.Get(HeaderTraceparent),
-		ReplyTo:     header.Get(HeaderReplyTo),
+func ParseRequest(kind Kind, payload []byte, header Header, defaultRequestID string) (Request, error) {
+	req := Request{Kind: kind}
+	if tp := header.Get(HeaderTraceparent); ValidTraceparent(tp) {
+		req.Traceparent = tp
+	}
+	var replyErr error
+	if replyTo := header.Get(HeaderReplyTo); replyTo != "" {
+		if replyErr = CheckReplySubject(replyTo); replyErr == nil {
+			req.ReplyTo = replyTo
+		}
+	}
+	if len(payload) > MaxRequestSize {
+		req.RequestID = chooseRequestID("", header.Get(HeaderMsgID), defaultRequestID)
+		return req, &RequestError{Reason: fmt.Sprintf(
+			"payload of %d bytes is over the limit of %d bytes", len(payload), MaxRequestSize)}
 	}
 	payloadRequestID, err := parsePayload(&req, payload)
-	req.RequestID = chooseRequestID(payloadRequestID, header.Get(HeaderMsgID))
+	req.RequestID = chooseRequestID(payloadRequestID, header.Get(HeaderMsgID), defaultRequestID)
 	if err != nil {
 		return req, err
+	}
+	if replyErr != nil {
+		return req, &RequestError{Reason: replyErr.Error()}
 	}
 	if !kind.Valid() {
 		return req, &RequestError{Reason: fmt.Sprintf("unknown kind %q", kind)}
@@ -190,15 +207,18 @@ func echoable(id string) string {
 	return id
 }
 
-// chooseRequestID applies contract §1's order: the payload's request_id,
-// else the Nats-Msg-Id header, else a new one. A value that could not travel
-// in a header is passed over.
-func chooseRequestID(fromPayload, fromHeader string) string {
+// chooseRequestID picks the request_id: the payload's, else the
+// Nats-Msg-Id header, else the default, else a new one. A value that could
+// not travel in a header is passed over.
+func chooseRequestID(fromPayload, fromHeader, fallback string) string {
 	if ValidRequestID(fromPayload) {
 		return fromPayload
 	}
 	if ValidRequestID(fromHeader) {
 		return fromHeader
+	}
+	if ValidRequestID(fallback) {
+		return fallback
 	}
 	return NewRequestID()
 }

@@ -92,7 +92,7 @@ func TestParseRequestAcceptsTheContractsForms(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseRequest(KindRefresh, []byte(tt.payload), tt.header)
+			got, err := ParseRequest(KindRefresh, []byte(tt.payload), tt.header, "")
 			require.NoError(t, err)
 			if tt.want.RequestID == "" {
 				assert.True(t, IsUUID(got.RequestID), "a generated request_id is a UUID, got %q", got.RequestID)
@@ -104,9 +104,9 @@ func TestParseRequestAcceptsTheContractsForms(t *testing.T) {
 }
 
 func TestParseRequestGeneratesDistinctRequestIDs(t *testing.T) {
-	a, err := ParseRequest(KindBulkJob, []byte(jobID), nil)
+	a, err := ParseRequest(KindBulkJob, []byte(jobID), nil, "")
 	require.NoError(t, err)
-	b, err := ParseRequest(KindBulkJob, []byte(jobID), nil)
+	b, err := ParseRequest(KindBulkJob, []byte(jobID), nil, "")
 	require.NoError(t, err)
 	assert.NotEqual(t, a.RequestID, b.RequestID)
 }
@@ -145,7 +145,7 @@ func TestParseRequestRejectsWithAReason(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseRequest(KindBulkJob, []byte(tt.payload), tt.header)
+			got, err := ParseRequest(KindBulkJob, []byte(tt.payload), tt.header, "")
 			var reqErr *RequestError
 			require.ErrorAs(t, err, &reqErr)
 			assert.Contains(t, err.Error(), tt.wantReason)
@@ -157,17 +157,17 @@ func TestParseRequestRejectsWithAReason(t *testing.T) {
 }
 
 func TestParseRequestKeepsTheRequestIDOfARejectedRequest(t *testing.T) {
-	got, err := ParseRequest(KindRefresh, []byte(`{"id": "bad", "request_id": "ir-1"}`), nil)
+	got, err := ParseRequest(KindRefresh, []byte(`{"id": "bad", "request_id": "ir-1"}`), nil, "")
 	require.Error(t, err)
 	assert.Equal(t, "ir-1", got.RequestID)
 
-	got, err = ParseRequest(KindRefresh, []byte(`garbage`), Header{"Nats-Msg-Id": {"m-1"}})
+	got, err = ParseRequest(KindRefresh, []byte(`garbage`), Header{"Nats-Msg-Id": {"m-1"}}, "")
 	require.Error(t, err)
 	assert.Equal(t, "m-1", got.RequestID)
 }
 
 func TestParseRequestRejectsAnUnknownKind(t *testing.T) {
-	_, err := ParseRequest(Kind("azure"), []byte(jobID), nil)
+	_, err := ParseRequest(Kind("azure"), []byte(jobID), nil, "")
 	assert.ErrorContains(t, err, `unknown kind "azure"`)
 }
 

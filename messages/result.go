@@ -55,15 +55,35 @@ type Result struct {
 	HTTPStatus    int             `json:"http_status"`
 	Attempts      int             `json:"attempts"`
 	Job           json.RawMessage `json:"job,omitempty"`
+	JobOmitted    bool            `json:"job_omitted,omitempty"`
 	Error         *Error          `json:"error,omitempty"`
 	ReceivedAt    Timestamp       `json:"received_at"`
 	CompletedAt   Timestamp       `json:"completed_at"`
 	Settled       *bool           `json:"settled,omitempty"`
 }
 
+// SetJob sets the job a result carries, leaving it out (JobOmitted) when it
+// is larger than MaxJobSize.
+func (r *Result) SetJob(job json.RawMessage) {
+	if len(job) > MaxJobSize {
+		r.Job, r.JobOmitted = nil, true
+		return
+	}
+	r.Job, r.JobOmitted = job, false
+}
+
 // ResultMsgID is the Nats-Msg-Id a result for requestID is published with,
 // so that a results stream drops the copy a redelivery publishes.
 func ResultMsgID(requestID string) string { return requestID + ".result" }
+
+// DistinctResultMsgID is the Nats-Msg-Id of a result for requestID that
+// the results stream must keep although a result of another request with
+// the same request_id is already in its duplicate window: requestID with
+// what tells the two requests apart (the request's stream sequence, or a
+// new UUID in core mode).
+func DistinctResultMsgID(requestID, distinct string) string {
+	return requestID + "." + distinct + ".result"
+}
 
 // SettledMsgID is the Nats-Msg-Id of the settled event for requestID.
 func SettledMsgID(requestID string) string { return requestID + ".settled" }

@@ -42,6 +42,9 @@ const (
 	HeaderRequestID      = "Cckm-Request-Id"
 	HeaderStreamSequence = "Cckm-Stream-Sequence"
 	HeaderOrigSubject    = "Cckm-Original-Subject"
+	// HeaderDeadPayloadOmitted is "true" on a dead letter that could only
+	// be published without the request's payload.
+	HeaderDeadPayloadOmitted = "Cckm-Dead-Payload-Omitted"
 )
 
 // Config configures a Worker. Zero values take the defaults below.
@@ -82,6 +85,11 @@ type Config struct {
 	// FollowInterval is the wait before the second poll; it doubles with
 	// every poll, up to 30 s.
 	FollowInterval time.Duration
+	// CallBudget is the longest one call to CipherTrust Manager may take,
+	// all its attempts included (the client's retry budget). With the
+	// delays and the ack wait it bounds how long a redelivery can take,
+	// which the results stream's duplicate window must cover.
+	CallBudget time.Duration
 }
 
 // Defaults for Config.
@@ -96,6 +104,7 @@ const (
 	DefaultDuplicateWindow = 10 * time.Minute
 	DefaultFollowTimeout   = 15 * time.Minute
 	DefaultFollowInterval  = 2 * time.Second
+	DefaultCallBudget      = 30 * time.Second
 )
 
 func (c *Config) setDefaults() {
@@ -132,6 +141,9 @@ func (c *Config) setDefaults() {
 	if c.FollowInterval <= 0 {
 		c.FollowInterval = DefaultFollowInterval
 	}
+	if c.CallBudget <= 0 {
+		c.CallBudget = DefaultCallBudget
+	}
 }
 
 func (c *Config) validate() error {
@@ -143,11 +155,26 @@ func (c *Config) validate() error {
 
 // redeliveryDelay is the delay before delivery n+1 after a transient
 // failure on delivery n: RetryDelay doubled per delivery, capped at
-// MaxRetryDelay, and never shorter than the wait the server asked for.
+// MaxRetryDelay, and never shorter than the wait CipherTrust Manager asked
+// for (Retry-After), up to MaxRetryDelay too: a Retry-After of a day must
+// not park a request and hold a slot of the consumer's MaxAckPending.
 func (c *Config) redeliveryDelay(delivered int, retryAfter time.Duration) time.Duration {
 	delay := c.MaxRetryDelay
 	if delivered >= 1 && delivered < 30 {
 		delay = min(delay, c.RetryDelay<<(delivered-1))
 	}
-	return max(delay, retryAfter)
+	return max(delay, min(retryAfter, c.MaxRetryDelay))
+}
+
+// redeliveryHorizon is the longest a request can take from its first
+// delivery to its last under ackWait: on each delivery a call, the tries
+// of a publish, an ack that may be lost (the ack wait), and the delay
+// before the next delivery. A results stream must drop copies of a result
+// for at least this long, or a redelivery stores a second result.
+func (c *Config) redeliveryHorizon(ackWait time.Duration) time.Duration {
+	var total time.Duration
+	for n := 1; n <= c.MaxDeliveries; n++ {
+		total += c.CallBudget + publishBudget + ackWait + c.redeliveryDelay(n, 0)
+	}
+	return total
 }

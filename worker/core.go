@@ -19,11 +19,13 @@ const (
 	corePendingBytes = 256 << 20
 )
 
-// runCore subscribes to both request subjects in the queue group and
-// handles requests until ctx ends; then it drains the subscriptions, so
-// that requests already received are still handled.
+// runCore subscribes to every request subject in the queue group and
+// handles requests until ctx ends; then it drains every subscription at
+// once, so that requests already received are still handled, until the
+// shutdown deadline.
 func (w *Worker) runCore(ctx, workCtx context.Context) error {
 	w.setUpCoreOutputs(ctx)
+	w.warnOfRequestStream(ctx)
 	var subs []*nats.Subscription
 	for _, kind := range messages.Kinds {
 		sub, err := w.nc.QueueSubscribe(kind.RequestSubject(), QueueGroup, func(msg *nats.Msg) {
@@ -48,21 +50,40 @@ func (w *Worker) runCore(ctx, workCtx context.Context) error {
 	<-ctx.Done()
 	w.bound.Store(false)
 
-	// Drain: stop interest, then handle what was already received. Each
-	// callback takes a slot before it returns, so once the subscriptions
-	// are closed every request received is counted in inFlight.
+	// Drain: stop interest in every subject at once, then handle what was
+	// already received. A request still waiting for a slot when the
+	// shutdown deadline passes gets a failed result (receiveCore).
+	closed := make([]<-chan nats.SubStatus, 0, len(subs))
 	for _, sub := range subs {
-		closed := sub.StatusChanged(nats.SubscriptionClosed)
-		if err := sub.Drain(); err != nil {
-			continue
+		ch := sub.StatusChanged(nats.SubscriptionClosed)
+		if err := sub.Drain(); err == nil {
+			closed = append(closed, ch)
 		}
+	}
+	for _, ch := range closed {
 		select {
-		case <-closed:
-		case <-time.After(w.cfg.ShutdownTimeout):
-			w.log.Warn().Str("subject", sub.Subject).Msg("draining the subscription timed out")
+		case <-ch:
+		case <-w.drainOver:
+			w.log.Warn().Msg("draining the subscriptions did not finish in time")
+			return nil
 		}
 	}
 	return nil
+}
+
+// warnOfRequestStream says so when a stream holds the request subjects: it
+// would answer nats req with its own acknowledgement, and a jetstream-mode
+// worker beside this one would handle every request a second time.
+func (w *Worker) warnOfRequestStream(ctx context.Context) {
+	lookupCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	for _, kind := range messages.Kinds {
+		if name, err := w.js.StreamNameBySubject(lookupCtx, kind.RequestSubject()); err == nil && name != "" {
+			w.log.Warn().Str("stream", name).Str("subject", kind.RequestSubject()).
+				Msg("a stream holds the request subjects: it answers nats req with its own acknowledgement, and a jetstream-mode worker would handle every request again")
+			return
+		}
+	}
 }
 
 // setUpCoreOutputs looks for (or creates) the result and dead-letter
@@ -77,22 +98,32 @@ func (w *Worker) setUpCoreOutputs(ctx context.Context) {
 		} else {
 			w.log.Warn().Err(err).Msg("cannot set up the result stream: results are published on core NATS only")
 		}
-		w.resultsStored.Store(false)
-		w.deadStored.Store(false)
-		w.followStored.Store(false)
-		w.settledStored.Store(false)
+		for _, out := range w.out.all() {
+			out.stored.Store(false)
+		}
 	}
 }
 
 // receiveCore runs in the subscription's callback: it waits for a slot,
 // which holds back reading more while CipherTrust Manager is busy, and
-// handles the request in its own goroutine.
+// handles the request in its own goroutine. Once the shutdown deadline has
+// passed, a request that has not started gets a failed result instead.
 func (w *Worker) receiveCore(workCtx context.Context, kind messages.Kind, msg *nats.Msg) {
 	received := w.now()
-	if !acquire(workCtx, w.slots) {
-		return
+	select {
+	case <-w.drainOver:
+	default:
+		select {
+		case w.slots <- struct{}{}:
+			w.spawn(w.slots, func(release func()) { w.handleCore(workCtx, kind, msg, received, release) })
+			return
+		case <-w.drainOver:
+		}
 	}
-	w.spawn(w.slots, func(release func()) { w.handleCore(workCtx, kind, msg, received, release) })
+	d := delivery{kind: kind, payload: msg.Data, header: messages.Header(msg.Header), received: received, final: true}
+	req, _ := messages.ParseRequest(kind, msg.Data, d.header, "")
+	out := abandoned(outcome{request: req}, d, w.now(), "the worker stopped before the request could start")
+	w.finishCore(workCtx, out, msg.Reply)
 }
 
 // handleCore processes one core-mode request: at most once, so every
@@ -111,22 +142,28 @@ func (w *Worker) handleCore(ctx context.Context, kind messages.Kind, msg *nats.M
 	if out.verdict == verdictRetry {
 		// Only when the worker was stopped mid-call: there is no redelivery
 		// in core mode, so say so in a result.
-		out = abandoned(out, d, w.now())
+		out = abandoned(out, d, w.now(), "the worker stopped before CipherTrust Manager answered")
 	}
-	if err := w.publishResult(ctx, out.result, out.request, msg.Reply); err != nil {
+	w.finishCore(ctx, out, msg.Reply)
+}
+
+// finishCore publishes a core-mode outcome. A result sharing its
+// request_id with one already stored is stored under <request_id>.<a new
+// UUID>.result.
+func (w *Worker) finishCore(ctx context.Context, out outcome, reply string) {
+	msgID, err := w.out.publishResult(ctx, &out.result, out.request, true, messages.NewRequestID(), reply)
+	if err != nil {
 		w.log.Error().Err(err).Str("request_id", out.result.RequestID).Msg("cannot publish the result")
 		return
 	}
 	if w.wantsFollow(out) {
-		if err := w.publishFollowTask(ctx, out); err != nil {
-			w.cannotFollow(ctx, out, err)
-		}
+		w.startFollow(ctx, out, msgID)
 	}
 	w.logOutcome(out, 0)
 }
 
 // abandoned turns an outcome cut short by shutdown into a failed result.
-func abandoned(out outcome, d delivery, now time.Time) outcome {
+func abandoned(out outcome, d delivery, now time.Time, why string) outcome {
 	out.verdict = verdictDone
 	out.result = messages.Result{
 		RequestID:   out.request.RequestID,
@@ -134,13 +171,10 @@ func abandoned(out outcome, d delivery, now time.Time) outcome {
 		ID:          out.request.ID,
 		Status:      messages.StatusFailed,
 		Attempts:    out.attempts,
+		HTTPStatus:  out.httpStatus,
 		ReceivedAt:  messages.NewTimestamp(d.received),
 		CompletedAt: messages.NewTimestamp(now),
-		Error: &messages.Error{
-			Code:      messages.CodeUnreachable,
-			Message:   "the worker stopped before CipherTrust Manager answered",
-			Retryable: true,
-		},
+		Error:       &messages.Error{Code: messages.CodeUnreachable, Message: why, Retryable: true},
 	}
 	return out
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -84,20 +85,33 @@ func (c *Config) followConsumerConfig() jetstream.ConsumerConfig {
 	}
 }
 
+// HeaderSettledMsgID carries, on a follow task, the Nats-Msg-Id its
+// settled event is published with: <result id>.settled, so that two
+// requests that share a request_id settle apart.
+const HeaderSettledMsgID = "Cckm-Settled-Msg-Id"
+
 // wantsFollow reports whether a result should be followed.
 func (w *Worker) wantsFollow(out outcome) bool {
 	return out.result.Status == messages.StatusCanceled && (w.cfg.Follow || out.request.Follow)
 }
 
-// publishFollowTask stores the follow task of a canceled result. Its
-// Nats-Msg-Id makes a redelivered request's second task a duplicate.
-func (w *Worker) publishFollowTask(ctx context.Context, out outcome) error {
-	if !w.followStored.Load() {
-		return errNoFollowStream
-	}
+// settledMsgID is the settled event's Nats-Msg-Id for a result stored
+// under resultMsgID.
+func settledMsgID(resultMsgID string) string {
+	return strings.TrimSuffix(resultMsgID, ".result") + ".settled"
+}
+
+// startFollow stores the follow task of a canceled result, whose
+// Nats-Msg-Id makes a redelivered request's second task a duplicate. A
+// task that cannot be stored (no stream, or NATS does not take it in time)
+// is not retried by delivering the request again, which would call
+// CipherTrust Manager again: the follow ends at once with settled: false.
+func (w *Worker) startFollow(ctx context.Context, out outcome, resultMsgID string) {
+	base := strings.TrimSuffix(resultMsgID, ".result")
 	msg := nats.NewMsg(followSubject(out.result.Kind))
 	msg.Data = out.result.AppendJSON(nil)
-	msg.Header.Set(messages.HeaderMsgID, out.result.RequestID+".follow")
+	msg.Header.Set(messages.HeaderMsgID, base+".follow")
+	msg.Header.Set(HeaderSettledMsgID, settledMsgID(resultMsgID))
 	msg.Header.Set(HeaderFollowDeadline, w.now().Add(w.cfg.FollowTimeout).UTC().Format(time.RFC3339Nano))
 	if out.request.ReplyTo != "" {
 		msg.Header.Set(messages.HeaderReplyTo, out.request.ReplyTo)
@@ -105,38 +119,40 @@ func (w *Worker) publishFollowTask(ctx context.Context, out outcome) error {
 	if out.request.Traceparent != "" {
 		msg.Header.Set(messages.HeaderTraceparent, out.request.Traceparent)
 	}
-	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
-	defer cancel()
-	if _, err := w.js.PublishMsg(ctx, msg); err != nil {
-		return fmt.Errorf("store the follow task of %s: %w", out.result.RequestID, err)
+	err := errNoFollowStream
+	if w.out.follows.stored.Load() {
+		err = w.publishFollowTask(ctx, msg, &out)
 	}
-	return nil
+	if err != nil {
+		w.cannotFollow(ctx, out, msg.Header, err)
+	}
+}
+
+// publishFollowTask publishes a follow task; one too large is sent again
+// without the job.
+func (w *Worker) publishFollowTask(ctx context.Context, msg *nats.Msg, out *outcome) error {
+	_, _, err := w.out.publish(ctx, &w.out.follows, msg)
+	if isPermanent(err) && len(out.result.Job) > 0 {
+		task := out.result
+		task.Job, task.JobOmitted = nil, true
+		msg.Data = task.AppendJSON(nil)
+		_, _, err = w.out.publish(ctx, &w.out.follows, msg)
+	}
+	return err
 }
 
 // errNoFollowStream says that no stream holds the follow tasks.
-var errNoFollowStream = errors.New("no stream " + FollowStream)
-
-// noStream reports whether a publish failed because no stream holds the
-// subject.
-func noStream(err error) bool {
-	return errors.Is(err, errNoFollowStream) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
-		errors.Is(err, nats.ErrNoResponders)
-}
+var errNoFollowStream = errors.New("no stream " + FollowStream + " (or NATS has no JetStream)")
 
 // cannotFollow handles a follow task that could not be stored: it logs why
 // and publishes settled: false at once, so that a producer waiting for the
 // settled event is not left waiting.
-func (w *Worker) cannotFollow(ctx context.Context, out outcome, err error) {
-	w.log.Warn().Err(err).Str("request_id", out.result.RequestID).
-		Msgf("cannot follow the job: the stream %s is missing (or NATS has no JetStream)", FollowStream)
+func (w *Worker) cannotFollow(ctx context.Context, out outcome, taskHeader nats.Header, err error) {
+	w.log.Warn().Err(err).Str("request_id", out.result.RequestID).Msg("cannot follow the job")
 	no := false
 	settled := out.result
 	settled.Settled = &no
-	header := nats.Header{}
-	if out.request.ReplyTo != "" {
-		header.Set(messages.HeaderReplyTo, out.request.ReplyTo)
-	}
-	if err := w.publishSettled(ctx, settled, header); err != nil {
+	if err := w.publishSettled(ctx, settled, taskHeader); err != nil {
 		w.log.Warn().Err(err).Str("request_id", out.result.RequestID).Msg("cannot publish the settled event")
 	}
 }
@@ -158,9 +174,13 @@ func (w *Worker) runFollow(ctx, workCtx context.Context) {
 			continue
 		}
 		wait = minBindRetry
-		err = w.consume(ctx, cons, slots, &w.followReady, func(msg jetstream.Msg, release func()) {
-			w.handleFollow(workCtx, msg)
-			release()
+		ackWait := w.cfg.AckWait
+		if info := cons.CachedInfo(); info != nil && info.Config.AckWait > 0 {
+			ackWait = info.Config.AckWait
+		}
+		err = w.pull(ctx, cons, slots, ackWait, &w.followReady, func(msg jetstream.Msg, release func()) settlement {
+			defer release()
+			return w.handleFollow(workCtx, msg)
 		})
 		if err != nil && ctx.Err() == nil {
 			w.log.Error().Err(err).Msg("following stopped; binding again")
@@ -188,48 +208,53 @@ func (w *Worker) bindFollowConsumer(ctx context.Context) (jetstream.Consumer, er
 	return cons, err
 }
 
-// handleFollow polls one follow task once.
-func (w *Worker) handleFollow(ctx context.Context, msg jetstream.Msg) {
+// handleFollow polls one follow task once and decides how the delivery
+// ends: handed back to poll again later, or acked once the settled event
+// is out. Past the deadline, the follow ends whatever fails.
+func (w *Worker) handleFollow(ctx context.Context, msg jetstream.Msg) settlement {
 	var result messages.Result
 	if err := json.Unmarshal(msg.Data(), &result); err != nil || !result.Kind.Valid() || !messages.IsUUID(result.ID) {
 		w.log.Error().Str("subject", msg.Subject()).Msg("malformed follow task; terminating it")
-		_ = msg.TermWithReason("malformed follow task")
-		return
+		return terminate("malformed follow task")
 	}
 	deadline, err := time.Parse(time.RFC3339Nano, msg.Headers().Get(HeaderFollowDeadline))
 	if err != nil {
 		deadline = w.now() // no deadline: look once
 	}
-	// A GET may retry for up to the retry budget, longer than the ack wait.
-	defer keepAlive(msg, w.cfg.AckWait)()
 	polls := 1
 	if meta, err := msg.Metadata(); err == nil {
 		polls = int(meta.NumDelivered)
 	}
 
-	resp, err := w.canceler.Get(cckmclient.WithTraceparent(ctx, msg.Headers().Get(messages.HeaderTraceparent)), result.Kind, result.ID)
-	if ctx.Err() != nil {
-		_ = msg.Nak() // stopping: another instance takes it
-		return
+	tp := msg.Headers().Get(messages.HeaderTraceparent)
+	if !messages.ValidTraceparent(tp) {
+		tp = ""
 	}
-	settled, final := followStep(result, resp, err, !w.now().Before(deadline), w.now())
+	resp, err := w.canceler.Get(cckmclient.WithTraceparent(ctx, tp), result.Kind, result.ID)
+	if ctx.Err() != nil {
+		return retryIn(0) // stopping: another instance takes it
+	}
+	pastDeadline := !w.now().Before(deadline)
+	settled, final := followStep(result, resp, err, pastDeadline, w.now())
 	if !final {
 		delay := w.cfg.followDelay(polls)
 		if untilDeadline := deadline.Sub(w.now()); untilDeadline < delay {
 			delay = max(untilDeadline, 0)
 		}
-		_ = msg.NakWithDelay(delay)
-		return
+		return retryIn(delay)
 	}
 	if err := w.publishSettled(ctx, settled, msg.Headers()); err != nil {
-		w.log.Error().Err(err).Msg("cannot publish the settled event; polling again")
-		_ = msg.NakWithDelay(w.cfg.RetryDelay)
-		return
+		if !isPermanent(err) && !pastDeadline {
+			w.log.Error().Err(err).Msg("cannot publish the settled event; trying again")
+			return retryIn(w.cfg.RetryDelay)
+		}
+		w.log.Error().Err(err).Str("request_id", settled.RequestID).Msg("cannot publish the settled event; the follow ends without one")
+		return terminate("the settled event cannot be published")
 	}
 	w.log.Info().Str("request_id", settled.RequestID).Str("kind", string(settled.Kind)).Str("id", settled.ID).
 		Bool("settled", *settled.Settled).Str("overall_status", settled.OverallStatus).Int("polls", polls).
 		Msg("follow done")
-	_ = msg.Ack()
+	return ack()
 }
 
 // followStep decides one poll of a follow: the settled event and true when
@@ -239,7 +264,7 @@ func followStep(result messages.Result, resp cckmclient.Response, err error, pas
 	settled := result
 	settled.CompletedAt = messages.NewTimestamp(now)
 	if resp.Job != nil {
-		settled.Job = resp.Job.Raw
+		settled.SetJob(resp.Job.Raw)
 		settled.Abort = resp.Job.Abort
 		settled.OverallStatus = resp.Job.OverallStatus
 		settled.HTTPStatus = resp.HTTPStatus
@@ -252,7 +277,7 @@ func followStep(result messages.Result, resp cckmclient.Response, err error, pas
 	case err != nil && !cckmclient.Retryable(err):
 		settled.Settled = &no
 		settled.HTTPStatus = resp.HTTPStatus
-		settled.Error = &messages.Error{Code: cckmclient.ErrorCode(err), Message: "following the job: " + errorMessage(err)}
+		settled.Error = factsOf(err).resultError("following the job: ")
 		return settled, true
 	case pastDeadline:
 		settled.Settled = &no
@@ -264,21 +289,23 @@ func followStep(result messages.Result, resp cckmclient.Response, err error, pas
 // publishSettled publishes a settled event, stored where a stream holds
 // the settled subjects, and sends it to the request's reply subject.
 func (w *Worker) publishSettled(ctx context.Context, settled messages.Result, taskHeader nats.Header) error {
-	msg := nats.NewMsg(settled.Kind.SettledSubject())
-	msg.Data = settled.AppendJSON(nil)
-	msg.Header.Set(messages.HeaderMsgID, messages.SettledMsgID(settled.RequestID))
-	if tp := taskHeader.Get(messages.HeaderTraceparent); tp != "" {
-		msg.Header.Set(messages.HeaderTraceparent, tp)
+	msgID := taskHeader.Get(HeaderSettledMsgID)
+	if msgID == "" {
+		msgID = messages.SettledMsgID(settled.RequestID)
 	}
-	if err := w.publish(ctx, msg, w.settledStored.Load()); err != nil {
+	tp := taskHeader.Get(messages.HeaderTraceparent)
+	if !messages.ValidTraceparent(tp) {
+		tp = ""
+	}
+	msg, _, _, err := w.out.publishEvent(ctx, &w.out.settled, settled.Kind.SettledSubject(), &settled, msgID, tp)
+	if err != nil {
 		return fmt.Errorf("publish settled %s: %w", settled.RequestID, err)
 	}
-	if reply := taskHeader.Get(messages.HeaderReplyTo); reply != "" {
-		replyMsg := &nats.Msg{Subject: reply, Header: msg.Header, Data: msg.Data}
-		if err := w.nc.PublishMsg(replyMsg); err != nil {
-			w.log.Warn().Err(err).Str("request_id", settled.RequestID).Msg("cannot send the settled event to the reply subject")
-		}
+	reply := taskHeader.Get(messages.HeaderReplyTo)
+	if messages.CheckReplySubject(reply) != nil {
+		reply = ""
 	}
+	w.out.sendReplies(msg, settled.RequestID, reply)
 	return nil
 }
 

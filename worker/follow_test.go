@@ -159,6 +159,7 @@ func TestWithoutAFollowStreamTheRequestSettlesFalseAndIsNotRedelivered(t *testin
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cfg := followConfig(ModeJetStream)
+	cfg.setDefaults()
 	_, err := env.js.CreateStream(ctx, requestStreamConfig())
 	require.NoError(t, err)
 	_, err = env.js.CreateStream(ctx, cfg.resultStreamConfig())

@@ -3,7 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
-	"sync"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -12,22 +12,25 @@ import (
 	"github.com/cckm/cckm-cancel-worker/messages"
 )
 
-// Under load on 2 vCPUs (make bench), consuming now and then pauses with
-// requests waiting in the stream, no pull request at the server
-// (NumWaiting 0) and nothing unacknowledged: the client believes it has
-// asked for enough and does not ask again until two heartbeats are missed.
-// The likely cause is in Consume's refill: it skips asking while its
-// previous pull request is still being sent (fetchInProgress), and when
-// every outstanding message is handled within that window no message is
-// left to ask again. nats.go issue #1622 reports the same state. With the
-// client's defaults (30 s expiry, 15 s heartbeat) a pause lasted 30 s; a
-// 5 s expiry and the shortest heartbeat the client accepts (500 ms) bound
-// it to about 1 s (about one 20,000-request run in ten at 0 ms CM latency
-// shows one). The cost while idle: two heartbeats a second and a pull
-// request every 5 s.
+// Pulling. The worker asks the server for exactly as many messages as it
+// has free slots (Fetch), so a message it receives starts at once: none
+// waits in the client for a slot, unseen by the keeper, while its ack wait
+// runs out (with Consume, whose buffer the worker cannot see, a call
+// slower than the ack wait got queued requests redelivered while they
+// still waited). Each pull is bounded in bytes too, so memory follows the
+// number of slots, not the size of what producers send.
 const (
-	pullExpiry    = 5 * time.Second
-	pullHeartbeat = 500 * time.Millisecond
+	// pullExpiry is how long one pull waits at the server for messages. At
+	// a stop the worker waits for the pull it has out, so this bounds that
+	// wait; idle, it costs one pull request per pullExpiry.
+	pullExpiry = 2 * time.Second
+	// pullBytesPerMsg is what one request may take in a pull: the largest
+	// payload the request stream takes and room for headers.
+	pullBytesPerMsg = messages.MaxRequestSize + 8<<10
+	// maxPullBytes bounds one pull.
+	maxPullBytes = 8 << 20
+	// pullErrorWait is the pause after a pull that failed.
+	pullErrorWait = 100 * time.Millisecond
 )
 
 // Back-off while the stream or consumer cannot be bound.
@@ -37,11 +40,17 @@ const (
 )
 
 // runJetStream binds the consumer (retrying until it can) and consumes
-// until ctx ends. A consumer that disappears is bound again.
+// until ctx ends. A consumer that disappears is bound again. A stream or
+// consumer whose settings break a promise, under WORKER_PROVISION=false,
+// ends it with a *SettingError.
 func (w *Worker) runJetStream(ctx, workCtx context.Context) error {
 	wait := minBindRetry
 	for ctx.Err() == nil {
 		cons, err := w.bindConsumer(ctx)
+		var settingErr *SettingError
+		if errors.As(err, &settingErr) {
+			return err
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -56,11 +65,10 @@ func (w *Worker) runJetStream(ctx, workCtx context.Context) error {
 		if info := cons.CachedInfo(); info != nil && info.Config.AckWait > 0 {
 			ackWait = info.Config.AckWait
 		}
-		w.progress.setAckWait(ackWait)
 		w.log.Info().Str("stream", RequestStream).Str("consumer", ConsumerName).
 			Int("concurrency", w.cfg.Concurrency).Dur("ack_wait", ackWait).Msg("consuming requests")
-		err = w.consume(ctx, cons, w.slots, &w.bound, func(msg jetstream.Msg, release func()) {
-			w.handleJetStream(workCtx, msg, release)
+		err = w.pull(ctx, cons, w.slots, ackWait, &w.bound, func(msg jetstream.Msg, release func()) settlement {
+			return w.handleRequest(workCtx, msg, release)
 		})
 		if err != nil && ctx.Err() == nil {
 			w.log.Error().Err(err).Msg("consuming stopped; binding again")
@@ -70,99 +78,158 @@ func (w *Worker) runJetStream(ctx, workCtx context.Context) error {
 	return nil
 }
 
-// consume hands requests to handle, each holding a slot of slots, until
-// ctx ends; then it drains: requests already pulled but not started are
-// handed back with a Nak, so another instance takes them at once.
+// pull hands messages of cons to handle, each holding a slot of slots,
+// until ctx ends, and settles each as handle decides. Every message is
+// kept alive from the moment it arrives until it is settled. At a stop it
+// takes no new work: the pull already out is waited for (at most
+// pullExpiry), and what it brings is handed back at once.
 //
-// It uses Consume, whose messages wait in an ordinary subscription while
-// every slot is busy. (The Messages iterator keeps them in a channel the
-// size of its batch; when that channel was full, a message could be
-// dropped client-side, and the iterator then waited for its pull request
-// to expire: 30 s stalls under load in make bench.)
-//
-// ready is true from the moment consuming has started until it stops (a
-// Consume that fails at once never makes the worker look ready).
-func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer, slots chan struct{}, ready *atomic.Bool, handle func(jetstream.Msg, func())) error {
-	fatal := make(chan error, 1)
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
-		if !acquire(ctx, slots) {
-			_ = msg.Nak() // stopping: hand it back
-			return
-		}
-		w.spawn(slots, func(release func()) { handle(msg, release) })
-	},
-		jetstream.PullMaxMessages(cap(slots)),
-		jetstream.PullExpiry(pullExpiry),
-		jetstream.PullHeartbeat(pullHeartbeat),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
-				select {
-				case fatal <- err:
-				default:
-				}
-				return
-			}
-			w.log.Debug().Err(err).Msg("consuming: the client recovers by itself")
-		}))
-	if err != nil {
-		return err
-	}
-	ready.Store(true)
+// ready is true from the first pull request until pulling stops.
+func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots chan struct{}, ackWait time.Duration,
+	ready *atomic.Bool, handle func(jetstream.Msg, func()) settlement) error {
 	defer ready.Store(false)
+	for ctx.Err() == nil {
+		n := reserve(ctx, slots)
+		if n == 0 {
+			break
+		}
+		batch, err := cons.Fetch(n, jetstream.FetchMaxWait(pullExpiry),
+			jetstream.FetchMaxBytes(min(n*pullBytesPerMsg, max(maxPullBytes, w.maxMessageBytes()))))
+		if err != nil {
+			unreserve(slots, n)
+			if consumerGone(err) {
+				return err
+			}
+			w.log.Debug().Err(err).Msg("pull request failed; pulling again")
+			sleepCtx(ctx, pullErrorWait)
+			continue
+		}
+		ready.Store(true)
+		received := 0
+		for msg := range batch.Messages() {
+			received++
+			w.keep.hold(msg, ackWait, w.now())
+			if ctx.Err() != nil {
+				// Stopping: hand it back, so another instance takes it now.
+				_ = settle(msg, retryIn(0))
+				w.keep.release(msg)
+				unreserve(slots, 1)
+				continue
+			}
+			w.spawn(slots, func(release func()) {
+				s := handle(msg, release)
+				if err := settle(msg, s); err != nil {
+					w.log.Warn().Err(err).Str("subject", msg.Subject()).Msg("cannot settle the message; the server delivers it again")
+				}
+				w.keep.release(msg)
+			})
+		}
+		unreserve(slots, n-received)
+		if err := batch.Error(); err != nil {
+			if consumerGone(err) {
+				return err
+			}
+			if !errors.Is(err, context.Canceled) {
+				w.log.Debug().Err(err).Msg("pull ended with an error; pulling again")
+				sleepCtx(ctx, pullErrorWait)
+			}
+		}
+	}
+	return nil
+}
+
+// maxMessageBytes is the largest message the server takes, so that a
+// pull is never too small for one message of a stream made without the
+// worker's max_msg_size.
+func (w *Worker) maxMessageBytes() int {
+	return int(w.nc.MaxPayload()) + 8<<10
+}
+
+func consumerGone(err error) bool {
+	return errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound)
+}
+
+// reserve takes every free slot of slots, waiting for at least one; it
+// returns 0 when ctx ends first.
+func reserve(ctx context.Context, slots chan struct{}) int {
+	if ctx.Err() != nil {
+		return 0
+	}
 	select {
+	case slots <- struct{}{}:
 	case <-ctx.Done():
-		cc.Drain()
-		<-cc.Closed()
-		return nil
-	case err := <-fatal:
-		cc.Stop()
-		<-cc.Closed()
-		return err
+		return 0
+	}
+	n := 1
+	for n < cap(slots) {
+		select {
+		case slots <- struct{}{}:
+			n++
+		default:
+			return n
+		}
+	}
+	return n
+}
+
+// unreserve gives back n slots.
+func unreserve(slots chan struct{}, n int) {
+	for range n {
+		<-slots
 	}
 }
 
-// handleJetStream processes one request and maps the outcome to broker
-// actions: Ack after the result is stored, NakWithDelay for a transient
-// failure with deliveries left, Term for a rejected request, and a dead
-// letter plus Term when the last delivery failed.
-func (w *Worker) handleJetStream(ctx context.Context, msg jetstream.Msg, release func()) {
+// handleRequest processes one delivery of a request and decides how it
+// ends: transient failures with deliveries left are retried, the result
+// (and follow task, and dead letter) published, then the request acked or
+// terminated. release is called once CipherTrust Manager's part is over.
+func (w *Worker) handleRequest(ctx context.Context, msg jetstream.Msg, release func()) settlement {
 	received := w.now()
 	meta, err := msg.Metadata()
 	if err != nil {
 		w.log.Error().Err(err).Str("subject", msg.Subject()).Msg("message without JetStream metadata; terminating it")
-		_ = msg.Term()
-		return
+		return terminate("no JetStream metadata")
 	}
 	kind, ok := messages.KindOfSubject(msg.Subject())
 	if !ok {
 		w.log.Error().Str("subject", msg.Subject()).Msg("message on a subject that is not a request subject; terminating it")
-		_ = msg.TermWithReason("not a cckm.cancel request subject")
-		return
+		return terminate("not a cckm.cancel request subject")
 	}
 	deliveries := int(meta.NumDelivered)
-	seq := meta.Sequence.Stream
+	key := keyOf(meta)
 	if deliveries > 1 {
 		w.metrics.redelivery(kind)
 		w.counts.redelivered.Add(1)
 	}
+	prior := w.memory.load(key)
 	d := delivery{
-		kind:        kind,
-		payload:     msg.Data(),
-		header:      messages.Header(msg.Headers()),
-		received:    received,
-		prior:       w.attempts.load(seq),
-		final:       deliveries >= w.cfg.MaxDeliveries,
-		redelivered: deliveries > 1,
+		kind:             kind,
+		payload:          msg.Data(),
+		header:           messages.Header(msg.Headers()),
+		received:         received,
+		prior:            prior,
+		final:            deliveries >= w.cfg.MaxDeliveries,
+		redelivered:      deliveries > 1,
+		defaultRequestID: messages.DerivedRequestID(meta.Stream, meta.Sequence.Stream, meta.Timestamp),
 	}
 
-	// Kept alive until acknowledged: publishing may take a while too.
-	w.progress.track(msg, received)
-	defer w.progress.untrack(msg)
-	out := process(ctx, w.canceler, d, w.now)
+	var out outcome
+	switch {
+	case prior.finished != nil:
+		// An earlier delivery finished but could not publish: publish what
+		// it found, without calling CipherTrust Manager again.
+		out = *prior.finished
+	case deliveries > w.cfg.MaxDeliveries:
+		// Only a publish that failed on the last delivery leads here, on an
+		// instance that does not know its outcome: give up without a call.
+		out = exhausted(d, deliveries, w.now())
+	default:
+		out = process(ctx, w.canceler, d, w.now)
+	}
 	release() // the call is over: let the next one start
 
 	if out.verdict == verdictRetry {
-		w.attempts.store(seq, out)
+		w.memory.store(key, priorDeliveries{attempts: out.attempts, httpStatus: out.httpStatus}, w.now())
 		delay := w.cfg.redeliveryDelay(deliveries, out.retryAfter)
 		if ctx.Err() != nil {
 			delay = 0 // abandoned at shutdown: let another instance take it now
@@ -170,78 +237,94 @@ func (w *Worker) handleJetStream(ctx context.Context, msg jetstream.Msg, release
 		w.log.Info().Str("request_id", out.request.RequestID).Str("kind", string(kind)).
 			Int("delivery", deliveries).Int("attempts", out.attempts).Dur("redeliver_in", delay).
 			Msg("transient failure; the request will be delivered again")
-		_ = msg.NakWithDelay(delay)
-		return
+		return retryIn(delay)
 	}
 
-	if err := w.publishResult(ctx, out.result, out.request, ""); err != nil {
-		w.log.Error().Err(err).Msg("cannot publish the result; the request will be delivered again")
-		w.attempts.store(seq, out)
-		_ = msg.NakWithDelay(w.cfg.RetryDelay)
-		return
+	s, err := w.publishOutcome(ctx, &out, d, deliveryInfo{
+		deliveries: deliveries, sequence: meta.Sequence.Stream, subject: msg.Subject(),
+		firstDelivery: deliveries == 1 && prior.finished == nil,
+	})
+	if err != nil && !isPermanent(err) {
+		// NATS did not take the result in time: keep the outcome, so that the
+		// next delivery here publishes it without calling again.
+		w.log.Error().Err(err).Str("request_id", out.request.RequestID).Msg("cannot publish the result; the request will be delivered again")
+		finished := out
+		w.memory.store(key, priorDeliveries{attempts: out.attempts, httpStatus: out.httpStatus, finished: &finished}, w.now())
+		return retryIn(w.cfg.RetryDelay)
 	}
-	if w.wantsFollow(out) {
-		if err := w.publishFollowTask(ctx, out); err != nil && !noStream(err) {
-			w.log.Error().Err(err).Msg("cannot store the follow task; the request will be delivered again")
-			w.attempts.store(seq, out)
-			_ = msg.NakWithDelay(w.cfg.RetryDelay)
-			return
-		} else if err != nil {
-			// No stream for follow tasks (WORKER_PROVISION=false and it was
-			// not created): waiting cannot help, and redelivering would call
-			// CipherTrust Manager again and again. Say so and move on.
-			w.cannotFollow(ctx, out, err)
-		}
-	}
-	if out.deadLetter {
-		info := deadLetterInfo{deliveries: deliveries, sequence: seq, subject: msg.Subject()}
-		if err := w.publishDeadLetter(ctx, d, out, info); err != nil {
-			w.log.Error().Err(err).Msg("cannot publish the dead letter; the request will be delivered again")
-			w.attempts.store(seq, out)
-			_ = msg.NakWithDelay(w.cfg.RetryDelay)
-			return
-		}
-	}
-	w.attempts.forget(seq)
-	w.logOutcome(out, deliveries)
-	switch {
-	case out.verdict == verdictRejected:
-		_ = msg.TermWithReason(out.result.Error.Message)
-	case out.deadLetter:
-		_ = msg.TermWithReason("dead-lettered: " + string(out.result.Error.Code))
-	default:
-		_ = msg.Ack()
-	}
+	w.memory.forget(key)
+	return s
 }
 
-// keepAlive tells the server, every third of the ack wait, that msg is
-// still being worked on, so that a slow call is not redelivered to another
-// instance meanwhile. It costs a timer, not a goroutine, per message. The
-// returned function stops it.
-func keepAlive(msg jetstream.Msg, ackWait time.Duration) (stop func()) {
-	interval := ackWait / 3
-	if interval <= 0 {
-		return func() {}
+// deliveryInfo is where a delivery came from.
+type deliveryInfo struct {
+	deliveries    int
+	sequence      uint64
+	subject       string
+	firstDelivery bool
+}
+
+// publishOutcome publishes what a finished delivery produced: the result,
+// the follow task where one is wanted, and the dead letter after a last
+// delivery that failed. It returns how the delivery ends, or the transient
+// error that kept the result from being published. A result that can never
+// be published ends the request all the same, with a log line: trying
+// again could only call CipherTrust Manager again.
+func (w *Worker) publishOutcome(ctx context.Context, out *outcome, d delivery, info deliveryInfo) (settlement, error) {
+	distinct := fmt.Sprint(info.sequence)
+	msgID, err := w.out.publishResult(ctx, &out.result, out.request, info.firstDelivery, distinct)
+	if err != nil && !isPermanent(err) {
+		return settlement{}, err
 	}
-	var mu sync.Mutex
-	stopped := false
-	var timer *time.Timer
-	mu.Lock() // the callback reads timer
-	defer mu.Unlock()
-	timer = time.AfterFunc(interval, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if stopped {
-			return
+	if err != nil {
+		w.log.Error().Err(err).Str("request_id", out.result.RequestID).Msg("the result can never be published; ending the request without one")
+		return terminate("the result cannot be published"), err
+	}
+	if w.wantsFollow(*out) {
+		w.startFollow(ctx, *out, msgID)
+	}
+	if out.deadLetter {
+		dead := deadLetterInfo{deliveries: info.deliveries, attempts: out.attempts, sequence: info.sequence, subject: info.subject}
+		if err := w.out.publishDeadLetter(ctx, d, out.result, dead); err != nil {
+			// The result is stored; the copy is a convenience for replaying.
+			w.log.Error().Err(err).Str("request_id", out.result.RequestID).Msg("cannot publish the dead letter")
 		}
-		_ = msg.InProgress()
-		timer.Reset(interval)
-	})
-	return func() {
-		mu.Lock()
-		defer mu.Unlock()
-		stopped = true
-		timer.Stop()
+	}
+	w.logOutcome(*out, info.deliveries)
+	switch {
+	case out.verdict == verdictRejected:
+		return terminate(out.result.Error.Message), nil
+	case out.deadLetter:
+		return terminate("dead-lettered: " + string(out.result.Error.Code)), nil
+	}
+	return ack(), nil
+}
+
+// exhausted is the outcome of a delivery past the last one whose earlier
+// outcome is unknown here: failed, retryable, dead-lettered.
+func exhausted(d delivery, deliveries int, now time.Time) outcome {
+	req, _ := messages.ParseRequest(d.kind, d.payload, d.header, d.defaultRequestID)
+	return outcome{
+		verdict:    verdictDone,
+		request:    req,
+		attempts:   d.prior.attempts,
+		httpStatus: d.prior.httpStatus,
+		deadLetter: true,
+		result: messages.Result{
+			RequestID:  req.RequestID,
+			Kind:       d.kind,
+			ID:         req.ID,
+			Status:     messages.StatusFailed,
+			HTTPStatus: d.prior.httpStatus,
+			Attempts:   d.prior.attempts,
+			Error: &messages.Error{
+				Code:      messages.CodeUnreachable,
+				Message:   fmt.Sprintf("no result after %d deliveries: the result of an earlier one could not be published", deliveries-1),
+				Retryable: true,
+			},
+			ReceivedAt:  messages.NewTimestamp(d.received),
+			CompletedAt: messages.NewTimestamp(now),
+		},
 	}
 }
 

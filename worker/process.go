@@ -2,9 +2,6 @@ package worker
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/cckm/cckm-cancel-worker/cckmclient"
@@ -32,6 +29,9 @@ type delivery struct {
 	// redelivered is true when an earlier delivery of the request may have
 	// reached CipherTrust Manager already.
 	redelivered bool
+	// defaultRequestID is the request_id when neither the payload nor
+	// Nats-Msg-Id names one: the same for every delivery of a message.
+	defaultRequestID string
 }
 
 // verdict is what the broker edge must do with a request.
@@ -66,7 +66,7 @@ type outcome struct {
 // build the result. It knows nothing of NATS: the caller maps the verdict
 // to broker actions.
 func process(ctx context.Context, canceler Canceler, d delivery, now func() time.Time) outcome {
-	req, err := messages.ParseRequest(d.kind, d.payload, d.header)
+	req, err := messages.ParseRequest(d.kind, d.payload, d.header, d.defaultRequestID)
 	result := messages.Result{
 		RequestID:  req.RequestID,
 		Kind:       d.kind,
@@ -75,7 +75,7 @@ func process(ctx context.Context, canceler Canceler, d delivery, now func() time
 	}
 	if err != nil {
 		result.Status = messages.StatusRejected
-		result.Error = &messages.Error{Code: messages.CodeInvalidRequest, Message: err.Error()}
+		result.Error = &messages.Error{Code: messages.CodeInvalidRequest, Message: messages.TruncateMessage(err.Error())}
 		result.CompletedAt = messages.NewTimestamp(now())
 		return outcome{verdict: verdictRejected, request: req, result: result}
 	}
@@ -97,7 +97,7 @@ func process(ctx context.Context, canceler Canceler, d delivery, now func() time
 	result.HTTPStatus = out.httpStatus
 	result.Attempts = out.attempts
 	if resp.Job != nil {
-		result.Job = resp.Job.Raw
+		result.SetJob(resp.Job.Raw)
 		result.Abort = resp.Job.Abort
 		result.OverallStatus = resp.Job.OverallStatus
 	}
@@ -109,28 +109,20 @@ func process(ctx context.Context, canceler Canceler, d delivery, now func() time
 		result.Status = messages.StatusFailed
 		result.Error = &messages.Error{Code: messages.CodeAbortNotSet, Message: abortNotSetMessage(resp)}
 	default:
-		retryable := cckmclient.Retryable(err)
-		if ctx.Err() != nil || (retryable && !d.final) {
+		facts := factsOf(err)
+		if ctx.Err() != nil || (facts.retryable && !d.final) {
 			// A transient failure, or the worker is stopping: no result yet.
 			out.verdict = verdictRetry
-			var apiErr *cckmclient.APIError
-			if errors.As(err, &apiErr) {
-				out.retryAfter = apiErr.RetryAfter
-			}
+			out.retryAfter = facts.retryAfter
 			return out
 		}
 		result.Status = messages.StatusFailed
-		result.Error = &messages.Error{Code: cckmclient.ErrorCode(err), Message: errorMessage(err), Retryable: retryable}
-		out.deadLetter = retryable
+		result.Error = facts.resultError("")
+		out.deadLetter = facts.retryable
 	}
 	result.CompletedAt = messages.NewTimestamp(now())
 	out.result = result
 	return out
-}
-
-func isConflict(err error) bool {
-	var apiErr *cckmclient.APIError
-	return errors.As(err, &apiErr) && apiErr.StatusCode == http.StatusConflict
 }
 
 // checkEarlierCancel handles a 409 on a redelivered request: an earlier
@@ -148,26 +140,4 @@ func checkEarlierCancel(ctx context.Context, canceler Canceler, kind messages.Ki
 	}
 	getResp.Attempts += cancelResp.Attempts
 	return getResp, nil
-}
-
-func abortNotSetMessage(resp cckmclient.Response) string {
-	if resp.Job == nil {
-		return fmt.Sprintf("CipherTrust Manager answered HTTP %d without a job object", resp.HTTPStatus)
-	}
-	return fmt.Sprintf("CipherTrust Manager answered HTTP %d but the job's abort flag is not true", resp.HTTPStatus)
-}
-
-// errorMessage is the result's error text: CipherTrust Manager's own text
-// where it sent one, else what went wrong. The client never puts a
-// credential into an error.
-func errorMessage(err error) string {
-	var apiErr *cckmclient.APIError
-	if errors.As(err, &apiErr) {
-		var authErr *cckmclient.AuthError
-		if errors.As(err, &authErr) {
-			return "CipherTrust Manager refused the worker's credentials: " + apiErr.Detail()
-		}
-		return apiErr.Detail()
-	}
-	return err.Error()
 }

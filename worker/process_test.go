@@ -127,5 +127,7 @@ func TestRedeliveryDelayGrowsAndHonoursRetryAfter(t *testing.T) {
 	assert.Equal(t, 8*time.Second, cfg.redeliveryDelay(4, 0))
 	assert.Equal(t, 10*time.Second, cfg.redeliveryDelay(5, 0), "capped")
 	assert.Equal(t, 10*time.Second, cfg.redeliveryDelay(60, 0), "no overflow")
-	assert.Equal(t, 20*time.Second, cfg.redeliveryDelay(1, 20*time.Second), "never sooner than Retry-After")
+	assert.Equal(t, 5*time.Second, cfg.redeliveryDelay(1, 5*time.Second), "never sooner than Retry-After")
+	assert.Equal(t, 10*time.Second, cfg.redeliveryDelay(1, 20*time.Second), "Retry-After capped at MaxRetryDelay")
+	assert.Equal(t, 10*time.Second, cfg.redeliveryDelay(1, 86400*time.Second), "a day is capped too")
 }

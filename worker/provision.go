@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -11,21 +13,46 @@ import (
 	"github.com/cckm/cckm-cancel-worker/messages"
 )
 
-// requestStreamConfig is CCKM_CANCEL: a work queue of both request
-// subjects, kept until a worker acknowledges or terminates each request.
+// SettingError says that an existing stream or consumer has a setting that
+// would break one of the worker's promises, and WORKER_PROVISION=false
+// forbids correcting it. It names the asset and the setting in one line.
+type SettingError struct {
+	Asset   string // "stream CCKM_CANCEL", "consumer cckm-cancel-worker"
+	Setting string // e.g. "max_deliver"
+	Problem string
+}
+
+func (e *SettingError) Error() string {
+	return fmt.Sprintf("%s: %s %s (WORKER_PROVISION=false: not corrected)", e.Asset, e.Setting, e.Problem)
+}
+
+// requestSubjects lists the request subject of every kind.
+func requestSubjects() []string {
+	subjects := make([]string, 0, len(messages.Kinds))
+	for _, kind := range messages.Kinds {
+		subjects = append(subjects, kind.RequestSubject())
+	}
+	return subjects
+}
+
+// requestStreamConfig is CCKM_CANCEL: a work queue of every request
+// subject, kept until a worker acknowledges or terminates each request,
+// refusing payloads over messages.MaxRequestSize.
 func requestStreamConfig() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        RequestStream,
 		Description: "Requests to cancel CipherTrust Manager CCKM jobs",
-		Subjects:    []string{messages.SubjectRefresh, messages.SubjectBulkJob},
+		Subjects:    requestSubjects(),
 		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     jetstream.FileStorage,
 		Duplicates:  2 * time.Minute,
+		MaxMsgSize:  messages.MaxRequestSize,
 	}
 }
 
 // resultStreamConfig is CCKM_CANCEL_RESULTS: every result, de-duplicated
-// by Nats-Msg-Id within the duplicate window.
+// by Nats-Msg-Id within the duplicate window, which covers the longest a
+// redelivery can take.
 func (c *Config) resultStreamConfig() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        ResultStream,
@@ -34,7 +61,7 @@ func (c *Config) resultStreamConfig() jetstream.StreamConfig {
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		MaxAge:      c.ResultRetention,
-		Duplicates:  c.DuplicateWindow,
+		Duplicates:  max(c.DuplicateWindow, c.redeliveryHorizon(c.AckWait)),
 	}
 }
 
@@ -65,8 +92,8 @@ func deadLetterSubjects() []string {
 // consumerConfig is the durable pull consumer all instances share. The
 // server never gives up on a request (MaxDeliver -1): the worker counts
 // deliveries itself and ends a request with a failed result and a dead
-// letter after MaxDeliveries, so a request whose result cannot be
-// published is never dropped.
+// letter after MaxDeliveries, so a request whose last result could not be
+// published is still delivered once more to publish it.
 func (c *Config) consumerConfig() jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       ConsumerName,
@@ -103,39 +130,192 @@ func (w *Worker) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) (
 	return true, nil
 }
 
-// setUpOutputs finds (or creates) the result and dead-letter streams, so
-// that publishes wait for the stream's acknowledgement where one exists.
-func (w *Worker) setUpOutputs(ctx context.Context) error {
-	stored, err := w.ensureStream(ctx, w.cfg.resultStreamConfig())
-	if err != nil {
-		return err
+// correction is one setting of an existing stream or consumer that breaks
+// a promise, and how to put it right.
+type correction struct {
+	setting, problem string
+	apply            func()
+}
+
+// correct applies corrections when provisioning is on, or returns a
+// *SettingError naming the first.
+func (w *Worker) correct(asset string, fixes []correction) error {
+	if len(fixes) == 0 {
+		return nil
 	}
-	if !stored {
-		w.log.Warn().Str("stream", ResultStream).Msg("no result stream: results are published on core NATS only")
+	if !w.cfg.Provision {
+		return &SettingError{Asset: asset, Setting: fixes[0].setting, Problem: fixes[0].problem}
 	}
-	w.resultsStored.Store(stored)
-	stored, err = w.ensureStream(ctx, deadLetterStreamConfig())
-	if err != nil {
-		return err
+	for _, fix := range fixes {
+		fix.apply()
+		w.log.Warn().Str("asset", asset).Str("setting", fix.setting).Msg("correcting a setting that " + fix.problem)
 	}
-	w.deadStored.Store(stored)
-	// A JetStream publish to a subject no stream holds waits for its time-out
-	// when anyone subscribes to the subject, so whether each stream exists is
-	// settled here, once, not found out by publishing.
-	stored, err = w.ensureStream(ctx, followStreamConfig())
-	if err != nil {
-		return err
-	}
-	w.followStored.Store(stored)
-	stored, err = w.ensureStream(ctx, w.cfg.settledStreamConfig())
-	if err != nil {
-		return err
-	}
-	w.settledStored.Store(stored)
 	return nil
 }
 
-// bindConsumer finds (or creates) CCKM_CANCEL and the durable consumer.
+// checkRequestStream puts right an existing CCKM_CANCEL: every request
+// subject held (missing ones are added in place, the messages kept), and
+// payloads over messages.MaxRequestSize refused.
+func (w *Worker) checkRequestStream(ctx context.Context) error {
+	stream, err := w.js.Stream(ctx, RequestStream)
+	if err != nil {
+		return fmt.Errorf("look up stream %s: %w", RequestStream, err)
+	}
+	cfg := stream.CachedInfo().Config
+	var fixes []correction
+	if missing := uncovered(cfg.Subjects, requestSubjects()); len(missing) > 0 {
+		fixes = append(fixes, correction{setting: "subjects", problem: "lacks " + strings.Join(missing, ", "),
+			apply: func() { cfg.Subjects = append(cfg.Subjects, missing...) }})
+	}
+	// A stream that takes larger requests breaks no promise (they are
+	// rejected all the same), but lets a pull's memory grow: corrected when
+	// provisioning is on, left as it is otherwise.
+	if w.cfg.Provision && (cfg.MaxMsgSize <= 0 || cfg.MaxMsgSize > messages.MaxRequestSize) {
+		fixes = append(fixes, correction{setting: "max_msg_size", problem: "takes requests over 64 KiB",
+			apply: func() { cfg.MaxMsgSize = messages.MaxRequestSize }})
+	}
+	if err := w.correct("stream "+RequestStream, fixes); err != nil || len(fixes) == 0 {
+		return err
+	}
+	if _, err := w.js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("update stream %s: %w", RequestStream, err)
+	}
+	return nil
+}
+
+// checkResultStream puts right an existing CCKM_CANCEL_RESULTS: it holds
+// every result subject, and drops copies for at least as long as a
+// redelivery can take.
+func (w *Worker) checkResultStream(ctx context.Context, ackWait time.Duration) error {
+	stream, err := w.js.Stream(ctx, ResultStream)
+	if err != nil {
+		return fmt.Errorf("look up stream %s: %w", ResultStream, err)
+	}
+	cfg := stream.CachedInfo().Config
+	var fixes []correction
+	resultSubjects := make([]string, 0, len(messages.Kinds))
+	for _, kind := range messages.Kinds {
+		resultSubjects = append(resultSubjects, kind.ResultSubject())
+	}
+	if missing := uncovered(cfg.Subjects, resultSubjects); len(missing) > 0 {
+		fixes = append(fixes, correction{setting: "subjects", problem: "lacks " + strings.Join(missing, ", "),
+			apply: func() { cfg.Subjects = append(cfg.Subjects, missing...) }})
+	}
+	if horizon := w.cfg.redeliveryHorizon(ackWait); cfg.Duplicates < horizon {
+		fixes = append(fixes, correction{setting: "duplicate_window",
+			problem: fmt.Sprintf("of %v is shorter than a redelivery can take (%v): a redelivered request would store a second result", cfg.Duplicates, horizon),
+			apply: func() {
+				cfg.Duplicates = horizon
+				if cfg.MaxAge > 0 && cfg.MaxAge < horizon {
+					cfg.MaxAge = horizon
+				}
+			}})
+	}
+	if err := w.correct("stream "+ResultStream, fixes); err != nil || len(fixes) == 0 {
+		return err
+	}
+	if _, err := w.js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("update stream %s: %w", ResultStream, err)
+	}
+	return nil
+}
+
+// checkConsumer puts right an existing request consumer: explicit acks, a
+// pull consumer, MaxDeliver unlimited or at least MaxDeliveries, and a
+// filter that leaves out no request subject. Settings the server cannot
+// change in place (ack policy, push delivery) are corrected by creating
+// the consumer again; the work queue keeps every request meanwhile.
+func (w *Worker) checkConsumer(ctx context.Context, cons jetstream.Consumer) (jetstream.Consumer, error) {
+	cfg := cons.CachedInfo().Config
+	asset := "consumer " + ConsumerName
+	recreate := false
+	var fixes []correction
+	if cfg.AckPolicy != jetstream.AckExplicitPolicy {
+		fixes = append(fixes, correction{setting: "ack_policy", problem: "is not explicit: a request would be taken as done before its result is stored",
+			apply: func() { recreate = true }})
+	}
+	if cfg.DeliverSubject != "" {
+		fixes = append(fixes, correction{setting: "deliver_subject", problem: "makes it a push consumer; the worker pulls",
+			apply: func() { recreate = true }})
+	}
+	if cfg.MaxDeliver > 0 && cfg.MaxDeliver < w.cfg.MaxDeliveries {
+		fixes = append(fixes, correction{setting: "max_deliver",
+			problem: fmt.Sprintf("%d is below WORKER_MAX_DELIVERIES (%d): a request would be dropped with no result", cfg.MaxDeliver, w.cfg.MaxDeliveries),
+			apply:   func() { cfg.MaxDeliver = -1 }})
+	}
+	filters := cfg.FilterSubjects
+	if cfg.FilterSubject != "" {
+		filters = append(filters, cfg.FilterSubject)
+	}
+	if len(filters) > 0 {
+		if missing := uncovered(filters, requestSubjects()); len(missing) > 0 {
+			fixes = append(fixes, correction{setting: "filter_subjects", problem: "leaves out " + strings.Join(missing, ", "),
+				apply: func() { cfg.FilterSubject, cfg.FilterSubjects = "", append(filters, missing...) }})
+		}
+	}
+	if err := w.correct(asset, fixes); err != nil || len(fixes) == 0 {
+		return cons, err
+	}
+	if recreate {
+		if err := w.js.DeleteConsumer(ctx, RequestStream, ConsumerName); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil, fmt.Errorf("delete consumer %s: %w", ConsumerName, err)
+		}
+		return w.createConsumer(ctx)
+	}
+	updated, err := w.js.UpdateConsumer(ctx, RequestStream, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("update consumer %s: %w", ConsumerName, err)
+	}
+	return updated, nil
+}
+
+// uncovered lists the subjects that no pattern of patterns matches.
+func uncovered(patterns, subjects []string) []string {
+	var missing []string
+	for _, subject := range subjects {
+		if !slices.ContainsFunc(patterns, func(p string) bool { return subjectMatches(p, subject) }) {
+			missing = append(missing, subject)
+		}
+	}
+	return missing
+}
+
+// subjectMatches reports whether the NATS subject pattern (with * and >)
+// matches the literal subject.
+func subjectMatches(pattern, subject string) bool {
+	pt, st := strings.Split(pattern, "."), strings.Split(subject, ".")
+	for i, token := range pt {
+		if token == ">" {
+			return len(st) > i
+		}
+		if i >= len(st) || (token != "*" && token != st[i]) {
+			return false
+		}
+	}
+	return len(pt) == len(st)
+}
+
+// setUpOutputs finds (or creates) the result, dead-letter, follow and
+// settled streams, so that publishes wait for the stream's acknowledgement
+// where one exists. A JetStream publish to a subject no stream holds waits
+// for its time-out when anyone subscribes to the subject, so whether each
+// stream exists is settled here, once, not found out by publishing.
+func (w *Worker) setUpOutputs(ctx context.Context) error {
+	for _, out := range w.out.all() {
+		stored, err := w.ensureStream(ctx, out.stream())
+		if err != nil {
+			return err
+		}
+		out.stored.Store(stored)
+	}
+	if !w.out.results.stored.Load() {
+		w.log.Warn().Str("stream", ResultStream).Msg("no result stream: results are published on core NATS only")
+	}
+	return nil
+}
+
+// bindConsumer finds (or creates) CCKM_CANCEL and the durable consumer,
+// and checks both, and the results stream, against the worker's promises.
 func (w *Worker) bindConsumer(ctx context.Context) (jetstream.Consumer, error) {
 	exists, err := w.ensureStream(ctx, requestStreamConfig())
 	if err != nil {
@@ -144,20 +324,37 @@ func (w *Worker) bindConsumer(ctx context.Context) (jetstream.Consumer, error) {
 	if !exists {
 		return nil, fmt.Errorf("stream %s does not exist and WORKER_PROVISION is false", RequestStream)
 	}
+	if err := w.checkRequestStream(ctx); err != nil {
+		return nil, err
+	}
 	if err := w.setUpOutputs(ctx); err != nil {
 		return nil, err
 	}
 	cons, err := w.js.Consumer(ctx, RequestStream, ConsumerName)
-	if err == nil {
-		return cons, nil
-	}
-	if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	switch {
+	case err == nil:
+		if cons, err = w.checkConsumer(ctx, cons); err != nil {
+			return nil, err
+		}
+	case !errors.Is(err, jetstream.ErrConsumerNotFound):
 		return nil, fmt.Errorf("look up consumer %s: %w", ConsumerName, err)
-	}
-	if !w.cfg.Provision {
+	case !w.cfg.Provision:
 		return nil, fmt.Errorf("consumer %s on %s does not exist and WORKER_PROVISION is false", ConsumerName, RequestStream)
+	default:
+		if cons, err = w.createConsumer(ctx); err != nil {
+			return nil, err
+		}
 	}
-	cons, err = w.js.CreateConsumer(ctx, RequestStream, w.cfg.consumerConfig())
+	if w.out.results.stored.Load() {
+		if err := w.checkResultStream(ctx, cons.CachedInfo().Config.AckWait); err != nil {
+			return nil, err
+		}
+	}
+	return cons, nil
+}
+
+func (w *Worker) createConsumer(ctx context.Context) (jetstream.Consumer, error) {
+	cons, err := w.js.CreateConsumer(ctx, RequestStream, w.cfg.consumerConfig())
 	if errors.Is(err, jetstream.ErrConsumerExists) {
 		return w.js.Consumer(ctx, RequestStream, ConsumerName)
 	}

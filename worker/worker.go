@@ -15,9 +15,6 @@ import (
 	"github.com/cckm/cckm-cancel-worker/messages"
 )
 
-// publishTimeout bounds one JetStream publish of a result or dead letter.
-const publishTimeout = 10 * time.Second
-
 // Worker consumes cancel requests and publishes their results. Make one
 // with New and call Run.
 type Worker struct {
@@ -29,19 +26,17 @@ type Worker struct {
 	metrics  *Metrics
 	now      func() time.Time
 
+	out      *outputs        // where results, dead letters, follow tasks and settled events go
 	slots    chan struct{}   // one per call in flight
 	inFlight sync.WaitGroup  // handlers running
 	pool     *goPool         // the goroutines handlers run on
-	progress *progressKeeper // InProgress for slow requests
-	attempts attemptCounts   // HTTP attempts of requests being redelivered
+	keep     *keeper         // InProgress for every message held
+	memory   *deliveryMemory // what earlier deliveries learned
 
-	bound         atomic.Bool // the consumer (or the subscriptions) is bound
-	resultsStored atomic.Bool // a stream holds the result subjects
-	deadStored    atomic.Bool // a stream holds the dead-letter subjects
-	followStored  atomic.Bool // a stream holds the follow tasks
-	settledStored atomic.Bool // a stream holds the settled events
-	followReady   atomic.Bool // the follow consumer is bound
-	counts        counters    // for the status endpoint and micro stats
+	drainOver   chan struct{} // closed when the shutdown deadline has passed
+	bound       atomic.Bool   // the consumer (or the subscriptions) is bound
+	followReady atomic.Bool   // the follow consumer is bound
+	counts      counters      // for the status endpoint and micro stats
 }
 
 // New returns a Worker that reads from nc and cancels through canceler.
@@ -55,19 +50,22 @@ func New(cfg Config, nc *nats.Conn, canceler Canceler, log zerolog.Logger, metri
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	return &Worker{
-		cfg:      cfg,
-		nc:       nc,
-		js:       js,
-		canceler: canceler,
-		log:      log,
-		metrics:  metrics,
-		now:      time.Now,
-		slots:    make(chan struct{}, cfg.Concurrency),
-		pool:     newGoPool(cfg.Concurrency),
-		progress: newProgressKeeper(),
-		attempts: attemptCounts{counts: map[uint64]priorDeliveries{}},
-	}, nil
+	w := &Worker{
+		cfg:       cfg,
+		nc:        nc,
+		js:        js,
+		canceler:  canceler,
+		log:       log,
+		metrics:   metrics,
+		now:       time.Now,
+		slots:     make(chan struct{}, cfg.Concurrency),
+		pool:      newGoPool(cfg.Concurrency),
+		keep:      newKeeper(),
+		memory:    newDeliveryMemory(cfg.redeliveryHorizon(cfg.AckWait)),
+		drainOver: make(chan struct{}),
+	}
+	w.out = newOutputs(&w.cfg, nc, js, log, metrics, &w.counts)
+	return w, nil
 }
 
 // Ready returns nil when the worker can take requests: NATS is connected
@@ -84,13 +82,34 @@ func (w *Worker) Ready() error {
 
 // Run consumes requests until ctx is done, then drains: it takes no new
 // request, lets the work in flight finish within ShutdownTimeout, and
-// returns. It returns an error only when it cannot start at all.
+// returns. It returns an error only when it cannot start at all: a
+// *SettingError for a stream or consumer whose settings break a promise
+// under WORKER_PROVISION=false.
 func (w *Worker) Run(ctx context.Context) error {
 	// Work in flight runs under its own context, which a stop does not
 	// cancel: results and acks must still go out while draining. Only a
 	// shutdown that overruns ShutdownTimeout cancels it.
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
+
+	// drainOver closes ShutdownTimeout after the stop: one deadline for
+	// the whole drain.
+	runDone := make(chan struct{})
+	defer close(runDone)
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-runDone:
+			return
+		}
+		timer := time.NewTimer(w.cfg.ShutdownTimeout)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+			close(w.drainOver)
+		case <-runDone:
+		}
+	}()
 
 	svc, err := w.registerService()
 	if err != nil {
@@ -99,26 +118,28 @@ func (w *Worker) Run(ctx context.Context) error {
 		defer func() { _ = svc.Stop() }()
 	}
 
-	// Follows are polled in jetstream mode, and in core mode when the NATS
-	// server has JetStream.
-	followDone := make(chan struct{})
-	go func() {
-		defer close(followDone)
-		if w.cfg.Mode == ModeJetStream || w.jetStreamEnabled(ctx) {
-			w.runFollow(ctx, workCtx)
-		}
-	}()
-
-	// The progress keeper runs until the work in flight is over.
+	// The keeper runs until the work in flight is over.
 	keeperCtx, stopKeeper := context.WithCancel(workCtx)
 	keeperDone := make(chan struct{})
 	go func() {
 		defer close(keeperDone)
-		w.progress.run(keeperCtx)
+		w.keep.run(keeperCtx)
 	}()
 	defer func() {
 		stopKeeper()
 		<-keeperDone
+	}()
+
+	// Follows are polled in jetstream mode, and in core mode when the NATS
+	// server has JetStream.
+	followCtx, stopFollow := context.WithCancel(ctx)
+	defer stopFollow()
+	followDone := make(chan struct{})
+	go func() {
+		defer close(followDone)
+		if w.cfg.Mode == ModeJetStream || w.jetStreamEnabled(followCtx) {
+			w.runFollow(followCtx, workCtx)
+		}
 	}()
 
 	switch w.cfg.Mode {
@@ -128,6 +149,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		err = w.runJetStream(ctx, workCtx)
 	}
 	w.bound.Store(false)
+	stopFollow()
 	<-followDone
 
 	done := make(chan struct{})
@@ -138,7 +160,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer w.pool.close()
 	select {
 	case <-done:
-	case <-time.After(w.cfg.ShutdownTimeout):
+	case <-w.drainOver:
 		w.log.Warn().Dur("shutdown_timeout", w.cfg.ShutdownTimeout).
 			Msg("work in flight did not finish in time; abandoning it (jetstream mode redelivers it)")
 		cancelWork()
@@ -182,16 +204,6 @@ func (w *Worker) spawn(slots chan struct{}, fn func(release func())) {
 	})
 }
 
-// acquire takes a slot of slots, or reports false when ctx ends first.
-func acquire(ctx context.Context, slots chan struct{}) bool {
-	select {
-	case slots <- struct{}{}:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 // logOutcome writes one line per finished request.
 func (w *Worker) logOutcome(out outcome, deliveries int) {
 	r := out.result
@@ -208,37 +220,4 @@ func (w *Worker) logOutcome(out outcome, deliveries int) {
 		event = event.Str("code", string(r.Error.Code)).Str("error", r.Error.Message)
 	}
 	event.Msg("request done")
-}
-
-// attemptCounts remembers, by stream sequence, what earlier deliveries of
-// requests waiting for redelivery learned: their HTTP attempts and the last
-// HTTP status received. So attempts and http_status span the deliveries
-// this instance handled.
-type attemptCounts struct {
-	mu     sync.Mutex
-	counts map[uint64]priorDeliveries
-}
-
-// priorDeliveries is what earlier deliveries of one request learned.
-type priorDeliveries struct {
-	attempts   int
-	httpStatus int
-}
-
-func (a *attemptCounts) load(seq uint64) priorDeliveries {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.counts[seq]
-}
-
-func (a *attemptCounts) store(seq uint64, out outcome) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.counts[seq] = priorDeliveries{attempts: out.attempts, httpStatus: out.httpStatus}
-}
-
-func (a *attemptCounts) forget(seq uint64) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	delete(a.counts, seq)
 }
