@@ -1,8 +1,9 @@
 // Package chaos holds the chaos tests: the worker binary under load while
-// its process, NATS, a cluster node or CipherTrust Manager misbehave. Each
-// test reports requests sent, results, lost and duplicate results in
-// CCKM_CANCEL_RESULTS; lost and duplicates must be 0. They run with
-// `make chaos` (CCKM_CHAOS=1); `make test` skips them to stay near a minute.
+// its process, NATS, its link to NATS, a cluster node or CipherTrust
+// Manager misbehave. Each test reports requests sent, results, lost and
+// duplicate results in CCKM_CANCEL_RESULTS; lost and duplicates must be 0.
+// They run with `make chaos` (CCKM_CHAOS=1); `make test` skips them to stay
+// near a minute.
 package chaos
 
 import (
