@@ -7,7 +7,8 @@
 //   - jetstream: the worker binary in jetstream mode at WORKER_CONCURRENCY=C;
 //   - core: the worker binary in core mode;
 //   - backlog: the worker's peak RSS while it works off a backlog of
-//     requests already waiting in the stream, at two backlog sizes.
+//     requests already waiting in the stream, at two backlog sizes, and a
+//     backlog of large requests.
 //
 // It prints throughput, the ratio to the limit (measured before and after
 // each mode), p50 and p99 publish-to-result latency (at full load and at
@@ -45,7 +46,17 @@ type benchConfig struct {
 	runs        int
 	producer    string
 	hops        bool
+	// bigBacklog requests of bigPayload bytes each make the large-payload
+	// backlog run (bigBacklog 0: skip it).
+	bigBacklog, bigPayload int
 }
+
+// The large-payload backlog's defaults: 1,000 requests of 60 KiB, under the
+// 64 KiB max_msg_size the request stream may be given.
+const (
+	defaultBigBacklog = 1000
+	defaultBigPayload = 60 << 10
+)
 
 // The producers of the throughput runs in jetstream mode.
 const (
@@ -65,6 +76,8 @@ func main() {
 	flag.IntVar(&cfg.lowLoad, "low", 300, "requests of the low-load latency run (one at a time)")
 	flag.IntVar(&cfg.runs, "runs", 3, "rounds per latency; the summary rows are their medians")
 	backlogs := flag.String("backlog", "10000,100000", "backlog sizes for the RSS runs (empty: skip)")
+	flag.IntVar(&cfg.bigBacklog, "big-backlog", defaultBigBacklog, "requests of the large-payload backlog RSS run (0: skip)")
+	flag.IntVar(&cfg.bigPayload, "big-payload", defaultBigPayload, "bytes of each request's payload in the large-payload backlog: {\"id\":\"<uuid>\",\"pad\":\"xxx…\"}")
 	flag.StringVar(&cfg.producer, "producer", producerPub, "how requests are published in jetstream mode: pub (plain, as nats pub) or jetstream (waiting for the stream's acks)")
 	modes := flag.String("modes", "jetstream,core", "worker modes to measure; with the suffix -inproc (jetstream-inproc) the worker's code runs inside this process instead of the binary")
 	flag.StringVar(&cfg.workerBin, "worker", "", "worker binary (default: build ./cmd/cckm-cancel-worker)")
@@ -103,6 +116,12 @@ func main() {
 		fail(err)
 	}
 	cfg.modes = strings.Split(*modes, ",")
+	if cfg.bigBacklog < 0 {
+		fail(fmt.Errorf("-big-backlog %d: must not be negative", cfg.bigBacklog))
+	}
+	if cfg.bigBacklog > 0 && cfg.bigPayload < bigPayloadMin {
+		fail(fmt.Errorf("-big-payload %d: must be at least %d, the request without padding", cfg.bigPayload, bigPayloadMin))
+	}
 	if cfg.producer != producerPub && cfg.producer != producerJetStream {
 		fail(fmt.Errorf("-producer %q: must be %s or %s", cfg.producer, producerPub, producerJetStream))
 	}
@@ -143,7 +162,7 @@ func runBench(cfg benchConfig) error {
 			return err
 		}
 	}
-	if len(cfg.backlogs) > 0 {
+	if len(cfg.backlogs) > 0 || cfg.bigBacklog > 0 {
 		return runBacklogs(cfg)
 	}
 	return nil
@@ -208,13 +227,31 @@ func runLatency(cfg benchConfig, latency time.Duration) error {
 	return nil
 }
 
+// backlogRun is one backlog RSS run: requests waiting, each with a payload
+// of payloadSize bytes (0: a bare job id).
+type backlogRun struct{ requests, payloadSize int }
+
 // runBacklogs measures the worker's peak RSS while it works off backlogs of
-// different sizes that were waiting in the stream before it started.
+// different sizes that were waiting in the stream before it started: of
+// small requests, then of large ones.
 func runBacklogs(cfg benchConfig) error {
+	var runs []backlogRun
+	for _, n := range cfg.backlogs {
+		runs = append(runs, backlogRun{requests: n})
+	}
+	if cfg.bigBacklog > 0 {
+		runs = append(runs, backlogRun{requests: cfg.bigBacklog, payloadSize: cfg.bigPayload})
+	}
 	fmt.Printf("\n## Backlog: requests waiting in CCKM_CANCEL before the worker starts (CM latency 0, C=%d)\n\n", cfg.concurrency)
-	fmt.Println("| backlog | drain time | throughput (req/s) | worker peak RSS |")
-	fmt.Println("|---:|---:|---:|---:|")
-	for _, backlog := range cfg.backlogs {
+	fmt.Println("| backlog | payload | drain time | throughput (req/s) | worker peak RSS |")
+	fmt.Println("|---:|---:|---:|---:|---:|")
+	for _, run := range runs {
+		backlog := run.requests
+		var payload func() []byte
+		payloadSize := uuidLength
+		if run.payloadSize > 0 {
+			payload, payloadSize = bigPayload(run.payloadSize), run.payloadSize
+		}
 		ns, err := startNATS()
 		if err != nil {
 			return err
@@ -222,13 +259,13 @@ func runBacklogs(cfg benchConfig) error {
 		cm := cckmtest.NewServer(cckmtest.Options{
 			Username: benchUser, Password: benchPassword, AnyJob: true, NoRecord: true, SettleAfter: -1,
 		})
-		elapsed, rss, err := measureBacklog(cfg, ns, cm.URL(), backlog)
+		elapsed, rss, err := measureBacklog(cfg, ns, cm.URL(), backlog, payload)
 		cm.Close()
 		shutdownNATS(ns)
 		if err != nil {
-			return fmt.Errorf("backlog %d: %w", backlog, err)
+			return fmt.Errorf("backlog %d of %d B: %w", backlog, payloadSize, err)
 		}
-		fmt.Printf("| %d | %.2fs | %.0f | %.1f MiB |\n", backlog, elapsed.Seconds(),
+		fmt.Printf("| %d | %d B | %.2fs | %.0f | %.1f MiB |\n", backlog, payloadSize, elapsed.Seconds(),
 			float64(backlog)/elapsed.Seconds(), float64(rss)/(1<<20))
 	}
 	return nil

@@ -335,10 +335,19 @@ type sender struct {
 	// acknowledgements (in flush); else a plain publish, as `nats pub`
 	// does, which a stream on the subject stores all the same.
 	acked bool
+	// payload, when set, makes each request's payload; else it is a bare
+	// job id. Either way the request_id is the Nats-Msg-Id.
+	payload func() []byte
 }
 
 func (s sender) send(requestID string) error {
-	msg := &nats.Msg{Subject: messages.SubjectRefresh, Data: []byte(messages.NewRequestID()),
+	var data []byte
+	if s.payload != nil {
+		data = s.payload()
+	} else {
+		data = []byte(messages.NewRequestID())
+	}
+	msg := &nats.Msg{Subject: messages.SubjectRefresh, Data: data,
 		Header: nats.Header{messages.HeaderMsgID: {requestID}}}
 	if !s.acked {
 		return s.nc.PublishMsg(msg)
@@ -519,9 +528,32 @@ func traceLowLoad(proc *workerProcess, name string) (stop func() error, err erro
 	}, nil
 }
 
+// uuidLength is the length of a job id, the payload of the small requests.
+const uuidLength = 36
+
+// bigPayloadMin is the size of a large-payload request without padding:
+// {"id":"<uuid>","pad":""}.
+const bigPayloadMin = len(`{"id":"","pad":""}`) + uuidLength
+
+// bigPayload returns a maker of request payloads of exactly size bytes
+// (at least bigPayloadMin): {"id":"<a new uuid>","pad":"xxx…"}. The worker
+// ignores the unknown field.
+func bigPayload(size int) func() []byte {
+	pad := bytes.Repeat([]byte("x"), size-bigPayloadMin)
+	return func() []byte {
+		b := make([]byte, 0, size)
+		b = append(b, `{"id":"`...)
+		b = append(b, messages.NewRequestID()...)
+		b = append(b, `","pad":"`...)
+		b = append(b, pad...)
+		return append(b, `"}`...)
+	}
+}
+
 // measureBacklog publishes backlog requests with no worker running, then
-// starts one and times how long it takes to answer them all.
-func measureBacklog(cfg benchConfig, ns *server.Server, cmURL string, backlog int) (time.Duration, int64, error) {
+// starts one and times how long it takes to answer them all. payload, when
+// set, makes each request's payload (else a bare job id).
+func measureBacklog(cfg benchConfig, ns *server.Server, cmURL string, backlog int, payload func() []byte) (time.Duration, int64, error) {
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {
 		return 0, 0, err
@@ -547,7 +579,7 @@ func measureBacklog(cfg benchConfig, ns *server.Server, cmURL string, backlog in
 	}
 	defer sub.Unsubscribe()
 	_ = sub.SetPendingLimits(-1, -1)
-	s := sender{nc: nc, js: js, acked: true} // the backlog must be stored before the worker starts
+	s := sender{nc: nc, js: js, acked: true, payload: payload} // the backlog must be stored before the worker starts
 	for i := range backlog {
 		requestID := "backlog-" + strconv.Itoa(i)
 		results.publishing(requestID)
