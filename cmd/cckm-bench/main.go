@@ -4,6 +4,8 @@
 //
 //   - limit: direct HTTP cancels at concurrency C with the worker's client
 //     settings;
+//   - floor: the least a correct at-least-once JetStream worker does
+//     (consume, call, store the result, ack), in a process of its own;
 //   - jetstream: the worker binary in jetstream mode at WORKER_CONCURRENCY=C;
 //   - core: the worker binary in core mode;
 //   - backlog: the worker's peak RSS while it works off a backlog of
@@ -11,9 +13,10 @@
 //     backlog of large requests.
 //
 // It prints throughput, the ratio to the limit (measured before and after
-// each mode), p50 and p99 publish-to-result latency (at full load and at
-// low load), the latency the worker adds at low load and where it goes,
-// the worker process's peak RSS (VmHWM), and CPU per request.
+// each mode) and to the floor, p50 and p99 publish-to-result latency (at
+// full load and at low load), the latency the worker adds at low load and
+// where it goes, the worker process's peak RSS (VmHWM), and CPU per
+// request.
 package main
 
 import (
@@ -58,7 +61,7 @@ const (
 	defaultBigPayload = 60 << 10
 )
 
-// The producers of the throughput runs in jetstream mode.
+// The producers of the throughput runs in the jetstream and floor modes.
 const (
 	producerPub       = "pub"       // plain publish, as `nats pub` does
 	producerJetStream = "jetstream" // publish and wait for the stream's acknowledgements
@@ -67,6 +70,10 @@ const (
 func main() {
 	if addr := os.Getenv(echoEnv); addr != "" {
 		echoChild(addr)
+		return
+	}
+	if os.Getenv(floorEnv) != "" {
+		floorChild()
 		return
 	}
 	cfg := benchConfig{}
@@ -78,12 +85,12 @@ func main() {
 	backlogs := flag.String("backlog", "10000,100000", "backlog sizes for the RSS runs (empty: skip)")
 	flag.IntVar(&cfg.bigBacklog, "big-backlog", defaultBigBacklog, "requests of the large-payload backlog RSS run (0: skip)")
 	flag.IntVar(&cfg.bigPayload, "big-payload", defaultBigPayload, "bytes of each request's payload in the large-payload backlog: {\"id\":\"<uuid>\",\"pad\":\"xxx…\"}")
-	flag.StringVar(&cfg.producer, "producer", producerPub, "how requests are published in jetstream mode: pub (plain, as nats pub) or jetstream (waiting for the stream's acks)")
-	modes := flag.String("modes", "jetstream,core", "worker modes to measure; with the suffix -inproc (jetstream-inproc) the worker's code runs inside this process instead of the binary")
+	flag.StringVar(&cfg.producer, "producer", producerPub, "how requests are published in the jetstream and floor modes: pub (plain, as nats pub) or jetstream (waiting for the stream's acks)")
+	modes := flag.String("modes", "floor,jetstream,core", "modes to measure: floor (the least a correct JetStream worker does, a process of its own), jetstream, core; with the suffix -inproc (jetstream-inproc) the worker's code runs inside this process instead of the binary")
 	flag.StringVar(&cfg.workerBin, "worker", "", "worker binary (default: build ./cmd/cckm-cancel-worker)")
 	flag.StringVar(&workerLog, "worker-log", "", "append the workers' output to this file")
 	flag.StringVar(&workerLogLevel, "worker-log-level", "info", "the workers' LOG_LEVEL")
-	flag.Func("worker-env", "add `NAME=value` to the workers' environment (repeatable), to try a setting such as GOMAXPROCS=1", func(s string) error {
+	flag.Func("worker-env", "add `NAME=value` to the environment of the workers and the floor (repeatable), to try a setting such as GOMAXPROCS=1", func(s string) error {
 		if !strings.Contains(s, "=") {
 			return fmt.Errorf("%q: want NAME=value", s)
 		}
@@ -157,10 +164,16 @@ func runBench(cfg benchConfig) error {
 			return fmt.Errorf("hops: %w", err)
 		}
 	}
+	var all [][][]row
 	for _, latency := range cfg.latencies {
-		if err := runLatency(cfg, latency); err != nil {
+		rounds, err := runLatency(cfg, latency)
+		if err != nil {
 			return err
 		}
+		all = append(all, rounds)
+	}
+	if len(all) > 0 {
+		printSummary(cfg.latencies, all)
 	}
 	if len(cfg.backlogs) > 0 || cfg.bigBacklog > 0 {
 		return runBacklogs(cfg)
@@ -168,13 +181,15 @@ func runBench(cfg benchConfig) error {
 	return nil
 }
 
-// runLatency measures the limit and each mode at one CM latency.
-func runLatency(cfg benchConfig, latency time.Duration) error {
+// runLatency measures the limit and each mode at one CM latency and
+// returns the rounds' rows: the limit, then each mode and the limit after
+// it.
+func runLatency(cfg benchConfig, latency time.Duration) ([][]row, error) {
 	fmt.Printf("\n## CipherTrust Manager latency %v, C=%d, %d requests, producer %s\n\n", latency, cfg.concurrency, cfg.requests, cfg.producer)
 	fmt.Println(tableHeader)
 	ns, err := startNATS()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer shutdownNATS(ns)
 	cm := cckmtest.NewServer(cckmtest.Options{
@@ -194,18 +209,18 @@ func runLatency(cfg benchConfig, latency time.Duration) error {
 		// mode earlier made the ratio swing with it.
 		before, err := measureDirect(cm.URL(), cfg.concurrency, cfg.requests, cfg.lowLoad)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		before.ratio = 1
 		rows := []row{before}
 		for _, mode := range cfg.modes {
 			r, err := measureWorker(cfg, ns, cm.URL(), mode, latency)
 			if err != nil {
-				return fmt.Errorf("%s: %w", mode, err)
+				return nil, fmt.Errorf("%s: %w", mode, err)
 			}
 			after, err := measureDirect(cm.URL(), cfg.concurrency, cfg.requests, cfg.lowLoad)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			after.ratio = 1
 			r.addedP50 = r.lowP50 - (before.lowP50+after.lowP50)/2
@@ -213,6 +228,7 @@ func runLatency(cfg benchConfig, latency time.Duration) error {
 			rows = append(rows, r, after)
 			before = after
 		}
+		setRatioToFloor(rows)
 		for _, r := range rows {
 			r.name = fmt.Sprintf("%s (round %d)", r.name, round+1)
 			r.print()
@@ -224,7 +240,7 @@ func runLatency(cfg benchConfig, latency time.Duration) error {
 			median(rounds, i).print()
 		}
 	}
-	return nil
+	return rounds, nil
 }
 
 // backlogRun is one backlog RSS run: requests waiting, each with a payload
