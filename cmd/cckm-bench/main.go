@@ -4,15 +4,19 @@
 //
 //   - limit: direct HTTP cancels at concurrency C with the worker's client
 //     settings;
+//   - floor: the least a correct at-least-once JetStream worker does
+//     (consume, call, store the result, ack), in a process of its own;
 //   - jetstream: the worker binary in jetstream mode at WORKER_CONCURRENCY=C;
 //   - core: the worker binary in core mode;
 //   - backlog: the worker's peak RSS while it works off a backlog of
-//     requests already waiting in the stream, at two backlog sizes.
+//     requests already waiting in the stream, at two backlog sizes, and a
+//     backlog of large requests.
 //
 // It prints throughput, the ratio to the limit (measured before and after
-// each mode), p50 and p99 publish-to-result latency (at full load and at
-// low load), the latency the worker adds at low load and where it goes,
-// the worker process's peak RSS (VmHWM), and CPU per request.
+// each mode) and to the floor, p50 and p99 publish-to-result latency (at
+// full load and at low load), the latency the worker adds at low load and
+// where it goes, the worker process's peak RSS (VmHWM), and CPU per
+// request.
 package main
 
 import (
@@ -45,9 +49,19 @@ type benchConfig struct {
 	runs        int
 	producer    string
 	hops        bool
+	// bigBacklog requests of bigPayload bytes each make the large-payload
+	// backlog run (bigBacklog 0: skip it).
+	bigBacklog, bigPayload int
 }
 
-// The producers of the throughput runs in jetstream mode.
+// The large-payload backlog's defaults: 1,000 requests of 60 KiB, under the
+// 64 KiB max_msg_size the request stream may be given.
+const (
+	defaultBigBacklog = 1000
+	defaultBigPayload = 60 << 10
+)
+
+// The producers of the throughput runs in the jetstream and floor modes.
 const (
 	producerPub       = "pub"       // plain publish, as `nats pub` does
 	producerJetStream = "jetstream" // publish and wait for the stream's acknowledgements
@@ -58,6 +72,10 @@ func main() {
 		echoChild(addr)
 		return
 	}
+	if os.Getenv(floorEnv) != "" {
+		floorChild()
+		return
+	}
 	cfg := benchConfig{}
 	latencies := flag.String("latency", "20ms,0ms", "CipherTrust Manager latencies to measure, comma-separated")
 	flag.IntVar(&cfg.concurrency, "c", 64, "concurrency C: WORKER_CONCURRENCY and the direct client's")
@@ -65,12 +83,14 @@ func main() {
 	flag.IntVar(&cfg.lowLoad, "low", 300, "requests of the low-load latency run (one at a time)")
 	flag.IntVar(&cfg.runs, "runs", 3, "rounds per latency; the summary rows are their medians")
 	backlogs := flag.String("backlog", "10000,100000", "backlog sizes for the RSS runs (empty: skip)")
-	flag.StringVar(&cfg.producer, "producer", producerPub, "how requests are published in jetstream mode: pub (plain, as nats pub) or jetstream (waiting for the stream's acks)")
-	modes := flag.String("modes", "jetstream,core", "worker modes to measure; with the suffix -inproc (jetstream-inproc) the worker's code runs inside this process instead of the binary")
+	flag.IntVar(&cfg.bigBacklog, "big-backlog", defaultBigBacklog, "requests of the large-payload backlog RSS run (0: skip)")
+	flag.IntVar(&cfg.bigPayload, "big-payload", defaultBigPayload, "bytes of each request's payload in the large-payload backlog: {\"id\":\"<uuid>\",\"pad\":\"xxx…\"}")
+	flag.StringVar(&cfg.producer, "producer", producerPub, "how requests are published in the jetstream and floor modes: pub (plain, as nats pub) or jetstream (waiting for the stream's acks)")
+	modes := flag.String("modes", "floor,jetstream,core", "modes to measure: floor (the least a correct JetStream worker does, a process of its own), jetstream, core; with the suffix -inproc (jetstream-inproc) the worker's code runs inside this process instead of the binary")
 	flag.StringVar(&cfg.workerBin, "worker", "", "worker binary (default: build ./cmd/cckm-cancel-worker)")
 	flag.StringVar(&workerLog, "worker-log", "", "append the workers' output to this file")
 	flag.StringVar(&workerLogLevel, "worker-log-level", "info", "the workers' LOG_LEVEL")
-	flag.Func("worker-env", "add `NAME=value` to the workers' environment (repeatable), to try a setting such as GOMAXPROCS=1", func(s string) error {
+	flag.Func("worker-env", "add `NAME=value` to the environment of the workers and the floor (repeatable), to try a setting such as GOMAXPROCS=1", func(s string) error {
 		if !strings.Contains(s, "=") {
 			return fmt.Errorf("%q: want NAME=value", s)
 		}
@@ -103,6 +123,12 @@ func main() {
 		fail(err)
 	}
 	cfg.modes = strings.Split(*modes, ",")
+	if cfg.bigBacklog < 0 {
+		fail(fmt.Errorf("-big-backlog %d: must not be negative", cfg.bigBacklog))
+	}
+	if cfg.bigBacklog > 0 && cfg.bigPayload < bigPayloadMin {
+		fail(fmt.Errorf("-big-payload %d: must be at least %d, the request without padding", cfg.bigPayload, bigPayloadMin))
+	}
 	if cfg.producer != producerPub && cfg.producer != producerJetStream {
 		fail(fmt.Errorf("-producer %q: must be %s or %s", cfg.producer, producerPub, producerJetStream))
 	}
@@ -138,24 +164,32 @@ func runBench(cfg benchConfig) error {
 			return fmt.Errorf("hops: %w", err)
 		}
 	}
+	var all [][][]row
 	for _, latency := range cfg.latencies {
-		if err := runLatency(cfg, latency); err != nil {
+		rounds, err := runLatency(cfg, latency)
+		if err != nil {
 			return err
 		}
+		all = append(all, rounds)
 	}
-	if len(cfg.backlogs) > 0 {
+	if len(all) > 0 {
+		printSummary(cfg.latencies, all)
+	}
+	if len(cfg.backlogs) > 0 || cfg.bigBacklog > 0 {
 		return runBacklogs(cfg)
 	}
 	return nil
 }
 
-// runLatency measures the limit and each mode at one CM latency.
-func runLatency(cfg benchConfig, latency time.Duration) error {
+// runLatency measures the limit and each mode at one CM latency and
+// returns the rounds' rows: the limit, then each mode and the limit after
+// it.
+func runLatency(cfg benchConfig, latency time.Duration) ([][]row, error) {
 	fmt.Printf("\n## CipherTrust Manager latency %v, C=%d, %d requests, producer %s\n\n", latency, cfg.concurrency, cfg.requests, cfg.producer)
 	fmt.Println(tableHeader)
 	ns, err := startNATS()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer shutdownNATS(ns)
 	cm := cckmtest.NewServer(cckmtest.Options{
@@ -175,18 +209,18 @@ func runLatency(cfg benchConfig, latency time.Duration) error {
 		// mode earlier made the ratio swing with it.
 		before, err := measureDirect(cm.URL(), cfg.concurrency, cfg.requests, cfg.lowLoad)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		before.ratio = 1
 		rows := []row{before}
 		for _, mode := range cfg.modes {
 			r, err := measureWorker(cfg, ns, cm.URL(), mode, latency)
 			if err != nil {
-				return fmt.Errorf("%s: %w", mode, err)
+				return nil, fmt.Errorf("%s: %w", mode, err)
 			}
 			after, err := measureDirect(cm.URL(), cfg.concurrency, cfg.requests, cfg.lowLoad)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			after.ratio = 1
 			r.addedP50 = r.lowP50 - (before.lowP50+after.lowP50)/2
@@ -194,6 +228,7 @@ func runLatency(cfg benchConfig, latency time.Duration) error {
 			rows = append(rows, r, after)
 			before = after
 		}
+		setRatioToFloor(rows)
 		for _, r := range rows {
 			r.name = fmt.Sprintf("%s (round %d)", r.name, round+1)
 			r.print()
@@ -205,16 +240,34 @@ func runLatency(cfg benchConfig, latency time.Duration) error {
 			median(rounds, i).print()
 		}
 	}
-	return nil
+	return rounds, nil
 }
 
+// backlogRun is one backlog RSS run: requests waiting, each with a payload
+// of payloadSize bytes (0: a bare job id).
+type backlogRun struct{ requests, payloadSize int }
+
 // runBacklogs measures the worker's peak RSS while it works off backlogs of
-// different sizes that were waiting in the stream before it started.
+// different sizes that were waiting in the stream before it started: of
+// small requests, then of large ones.
 func runBacklogs(cfg benchConfig) error {
+	var runs []backlogRun
+	for _, n := range cfg.backlogs {
+		runs = append(runs, backlogRun{requests: n})
+	}
+	if cfg.bigBacklog > 0 {
+		runs = append(runs, backlogRun{requests: cfg.bigBacklog, payloadSize: cfg.bigPayload})
+	}
 	fmt.Printf("\n## Backlog: requests waiting in CCKM_CANCEL before the worker starts (CM latency 0, C=%d)\n\n", cfg.concurrency)
-	fmt.Println("| backlog | drain time | throughput (req/s) | worker peak RSS |")
-	fmt.Println("|---:|---:|---:|---:|")
-	for _, backlog := range cfg.backlogs {
+	fmt.Println("| backlog | payload | drain time | throughput (req/s) | worker peak RSS |")
+	fmt.Println("|---:|---:|---:|---:|---:|")
+	for _, run := range runs {
+		backlog := run.requests
+		var payload func() []byte
+		payloadSize := uuidLength
+		if run.payloadSize > 0 {
+			payload, payloadSize = bigPayload(run.payloadSize), run.payloadSize
+		}
 		ns, err := startNATS()
 		if err != nil {
 			return err
@@ -222,13 +275,13 @@ func runBacklogs(cfg benchConfig) error {
 		cm := cckmtest.NewServer(cckmtest.Options{
 			Username: benchUser, Password: benchPassword, AnyJob: true, NoRecord: true, SettleAfter: -1,
 		})
-		elapsed, rss, err := measureBacklog(cfg, ns, cm.URL(), backlog)
+		elapsed, rss, err := measureBacklog(cfg, ns, cm.URL(), backlog, payload)
 		cm.Close()
 		shutdownNATS(ns)
 		if err != nil {
-			return fmt.Errorf("backlog %d: %w", backlog, err)
+			return fmt.Errorf("backlog %d of %d B: %w", backlog, payloadSize, err)
 		}
-		fmt.Printf("| %d | %.2fs | %.0f | %.1f MiB |\n", backlog, elapsed.Seconds(),
+		fmt.Printf("| %d | %d B | %.2fs | %.0f | %.1f MiB |\n", backlog, payloadSize, elapsed.Seconds(),
 			float64(backlog)/elapsed.Seconds(), float64(rss)/(1<<20))
 	}
 	return nil

@@ -27,18 +27,24 @@ const (
 	benchPassword = "bench-password"
 )
 
-const tableHeader = "| run | throughput (req/s) | ratio to limit | p50 | p99 | p50 low load | p99 low load | added p50 low load | low load p50 in / worker / out | worker peak RSS | CPU µs/req worker + rest |\n" +
-	"|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+// limitName is the name of the limit's rows.
+const limitName = "limit"
+
+const tableHeader = "| run | throughput (req/s) | ratio to limit | ratio to floor | p50 | p99 | p50 low load | p99 low load | added p50 low load | low load p50 in / worker / out | worker peak RSS | CPU µs/req worker + rest |\n" +
+	"|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 
 // row is one line of the table.
 type row struct {
-	name             string
-	throughput       float64
-	p50, p99         time.Duration
-	lowP50, lowP99   time.Duration
-	addedP50         time.Duration
-	lowLegs          legs    // medians at low load; zero for the limit
-	ratio            float64 // throughput over the same round's limit
+	name           string
+	throughput     float64
+	p50, p99       time.Duration
+	lowP50, lowP99 time.Duration
+	addedP50       time.Duration
+	lowLegs        legs    // medians at low load; zero for the limit
+	ratio          float64 // throughput over the same round's limit
+	// ratioFloor is the throughput over the same round's floor; zero for
+	// the limit and when the floor is not measured.
+	ratioFloor       float64
 	rss              int64
 	errors, failures int
 	// CPU per request in the throughput run: the worker process, and the
@@ -48,19 +54,22 @@ type row struct {
 }
 
 func (r row) print() {
-	rss, added, split := "—", "—", "—"
+	rss, added, split, toFloor := "—", "—", "—", "—"
+	if r.ratioFloor > 0 {
+		toFloor = fmt.Sprintf("%.3f", r.ratioFloor)
+	}
 	if r.rss > 0 {
 		rss = fmt.Sprintf("%.1f MiB", float64(r.rss)/(1<<20))
 	}
-	if !strings.Contains(r.name, "limit") {
+	if !strings.Contains(r.name, limitName) {
 		added = ms(r.addedP50)
 		split = fmt.Sprintf("%s / %s / %s", ms(r.lowLegs.in), ms(r.lowLegs.worker), ms(r.lowLegs.out))
 	}
-	fmt.Printf("| %s | %.0f | %.3f | %s | %s | %s | %s | %s | %s | %s | %.0f + %.0f |\n", r.name, r.throughput,
-		r.ratio, ms(r.p50), ms(r.p99), ms(r.lowP50), ms(r.lowP99), added, split, rss,
+	fmt.Printf("| %s | %.0f | %.3f | %s | %s | %s | %s | %s | %s | %s | %s | %.0f + %.0f |\n", r.name, r.throughput,
+		r.ratio, toFloor, ms(r.p50), ms(r.p99), ms(r.lowP50), ms(r.lowP99), added, split, rss,
 		float64(r.workerCPU)/float64(time.Microsecond), float64(r.restCPU)/float64(time.Microsecond))
 	if r.failures > 0 || r.errors > 0 {
-		fmt.Printf("|  ↳ %d results not canceled, %d errors | | | | | | | | | | |\n", r.failures, r.errors)
+		fmt.Printf("|  ↳ %d results not canceled, %d errors | | | | | | | | | | | |\n", r.failures, r.errors)
 	}
 }
 
@@ -82,6 +91,7 @@ func median(rounds [][]row, i int) row {
 		name:       "**" + name + " (median of " + strconv.Itoa(len(rounds)) + ")**",
 		throughput: pick(func(r row) float64 { return r.throughput }),
 		ratio:      pick(func(r row) float64 { return r.ratio }),
+		ratioFloor: pick(func(r row) float64 { return r.ratioFloor }),
 		p50:        pickDuration(func(r row) time.Duration { return r.p50 }),
 		p99:        pickDuration(func(r row) time.Duration { return r.p99 }),
 		lowP50:     pickDuration(func(r row) time.Duration { return r.lowP50 }),
@@ -96,6 +106,61 @@ func median(rounds [][]row, i int) row {
 		workerCPU: pickDuration(func(r row) time.Duration { return r.workerCPU }),
 		restCPU:   pickDuration(func(r row) time.Duration { return r.restCPU }),
 	}
+}
+
+// setRatioToFloor sets each mode's ratio to the floor: its throughput over
+// the floor's of the same round. rows are one round's.
+func setRatioToFloor(rows []row) {
+	floor := slices.IndexFunc(rows, func(r row) bool { return r.name == modeFloor })
+	if floor < 0 || rows[floor].throughput <= 0 {
+		return
+	}
+	for i := range rows {
+		if rows[i].name != limitName {
+			rows[i].ratioFloor = rows[i].throughput / rows[floor].throughput
+		}
+	}
+}
+
+// printSummary prints, for every latency and mode, the throughput over the
+// limit and over the floor: the median of the rounds with their range.
+// all holds each latency's rounds, as runLatency returns them.
+func printSummary(latencies []time.Duration, all [][][]row) {
+	runs := len(all[0])
+	fmt.Printf("\n## Summary: throughput over the limit and over the floor, median of %d round(s)", runs)
+	if runs > 1 {
+		fmt.Print(" (range)")
+	}
+	fmt.Print("\n\n| CM latency | run | ratio to limit | ratio to floor |\n|---|---|---:|---:|\n")
+	for l, rounds := range all {
+		for i, r := range rounds[0] {
+			if r.name == limitName || strings.HasPrefix(r.name, limitName+" ") {
+				continue
+			}
+			name := strings.SplitN(r.name, " ", 2)[0]
+			fmt.Printf("| %v | %s | %s | %s |\n", latencies[l], name,
+				spread(rounds, i, func(r row) float64 { return r.ratio }),
+				spread(rounds, i, func(r row) float64 { return r.ratioFloor }))
+		}
+	}
+}
+
+// spread is the median of row i's figure over the rounds, with the range
+// when there is more than one round; "—" when the figure is not measured.
+func spread(rounds [][]row, i int, get func(row) float64) string {
+	values := make([]float64, 0, len(rounds))
+	for _, rows := range rounds {
+		values = append(values, get(rows[i]))
+	}
+	slices.Sort(values)
+	if values[0] <= 0 {
+		return "—"
+	}
+	out := fmt.Sprintf("%.3f", values[len(values)/2])
+	if len(values) > 1 {
+		out += fmt.Sprintf(" (%.3f–%.3f)", values[0], values[len(values)-1])
+	}
+	return out
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
@@ -158,7 +223,7 @@ func measureDirect(url string, concurrency, n, lowLoad int) (row, error) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	slices.Sort(latencies)
-	r := row{name: "limit", throughput: float64(n) / elapsed.Seconds(),
+	r := row{name: limitName, throughput: float64(n) / elapsed.Seconds(),
 		p50: percentile(latencies, .5), p99: percentile(latencies, .99), errors: int(errs.Load()),
 		restCPU: (selfCPUTime() - startCPU) / time.Duration(n)}
 
@@ -335,10 +400,19 @@ type sender struct {
 	// acknowledgements (in flush); else a plain publish, as `nats pub`
 	// does, which a stream on the subject stores all the same.
 	acked bool
+	// payload, when set, makes each request's payload; else it is a bare
+	// job id. Either way the request_id is the Nats-Msg-Id.
+	payload func() []byte
 }
 
 func (s sender) send(requestID string) error {
-	msg := &nats.Msg{Subject: messages.SubjectRefresh, Data: []byte(messages.NewRequestID()),
+	var data []byte
+	if s.payload != nil {
+		data = s.payload()
+	} else {
+		data = []byte(messages.NewRequestID())
+	}
+	msg := &nats.Msg{Subject: messages.SubjectRefresh, Data: data,
 		Header: nats.Header{messages.HeaderMsgID: {requestID}}}
 	if !s.acked {
 		return s.nc.PublishMsg(msg)
@@ -376,20 +450,31 @@ func measureWorker(cfg benchConfig, ns *server.Server, cmURL, mode string, laten
 	}
 	workerMode, inProcess := splitMode(mode)
 	var proc *workerProcess
-	if inProcess {
+	switch {
+	case mode == modeFloor:
+		if err := provision(cfg.workerBin, ns.ClientURL(), cmURL, cfg.concurrency); err != nil {
+			return row{}, fmt.Errorf("provision for the floor: %w", err)
+		}
+		if proc, err = startFloor(ns.ClientURL(), cmURL, cfg.concurrency); err != nil {
+			return row{}, err
+		}
+	case inProcess:
 		w, err := startInProcessWorker(ns.ClientURL(), cmURL, workerMode, cfg.concurrency)
 		if err != nil {
 			return row{}, err
 		}
 		proc = &workerProcess{inProcess: w}
-	} else if proc, err = startWorker(cfg.workerBin, ns.ClientURL(), cmURL, mode, cfg.concurrency); err != nil {
-		return row{}, err
+	default:
+		if proc, err = startWorker(cfg.workerBin, ns.ClientURL(), cmURL, mode, cfg.concurrency); err != nil {
+			return row{}, err
+		}
 	}
 	defer proc.stop()
 
 	ctx, cancel := measureContext()
 	defer cancel()
-	s := sender{nc: nc, js: js, acked: workerMode == worker.ModeJetStream && cfg.producer == producerJetStream}
+	fromStream := workerMode == worker.ModeJetStream || mode == modeFloor
+	s := sender{nc: nc, js: js, acked: fromStream && cfg.producer == producerJetStream}
 	r := row{name: mode}
 
 	// Throughput: publish everything as fast as the producer can.
@@ -519,9 +604,32 @@ func traceLowLoad(proc *workerProcess, name string) (stop func() error, err erro
 	}, nil
 }
 
+// uuidLength is the length of a job id, the payload of the small requests.
+const uuidLength = 36
+
+// bigPayloadMin is the size of a large-payload request without padding:
+// {"id":"<uuid>","pad":""}.
+const bigPayloadMin = len(`{"id":"","pad":""}`) + uuidLength
+
+// bigPayload returns a maker of request payloads of exactly size bytes
+// (at least bigPayloadMin): {"id":"<a new uuid>","pad":"xxx…"}. The worker
+// ignores the unknown field.
+func bigPayload(size int) func() []byte {
+	pad := bytes.Repeat([]byte("x"), size-bigPayloadMin)
+	return func() []byte {
+		b := make([]byte, 0, size)
+		b = append(b, `{"id":"`...)
+		b = append(b, messages.NewRequestID()...)
+		b = append(b, `","pad":"`...)
+		b = append(b, pad...)
+		return append(b, `"}`...)
+	}
+}
+
 // measureBacklog publishes backlog requests with no worker running, then
-// starts one and times how long it takes to answer them all.
-func measureBacklog(cfg benchConfig, ns *server.Server, cmURL string, backlog int) (time.Duration, int64, error) {
+// starts one and times how long it takes to answer them all. payload, when
+// set, makes each request's payload (else a bare job id).
+func measureBacklog(cfg benchConfig, ns *server.Server, cmURL string, backlog int, payload func() []byte) (time.Duration, int64, error) {
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {
 		return 0, 0, err
@@ -532,11 +640,9 @@ func measureBacklog(cfg benchConfig, ns *server.Server, cmURL string, backlog in
 		return 0, 0, err
 	}
 	// Let a worker create the streams, then stop it.
-	proc, err := startWorker(cfg.workerBin, ns.ClientURL(), cmURL, "jetstream", cfg.concurrency)
-	if err != nil {
+	if err := provision(cfg.workerBin, ns.ClientURL(), cmURL, cfg.concurrency); err != nil {
 		return 0, 0, err
 	}
-	proc.stop()
 
 	ctx, cancel := measureContext()
 	defer cancel()
@@ -547,7 +653,7 @@ func measureBacklog(cfg benchConfig, ns *server.Server, cmURL string, backlog in
 	}
 	defer sub.Unsubscribe()
 	_ = sub.SetPendingLimits(-1, -1)
-	s := sender{nc: nc, js: js, acked: true} // the backlog must be stored before the worker starts
+	s := sender{nc: nc, js: js, acked: true, payload: payload} // the backlog must be stored before the worker starts
 	for i := range backlog {
 		requestID := "backlog-" + strconv.Itoa(i)
 		results.publishing(requestID)
@@ -559,7 +665,7 @@ func measureBacklog(cfg benchConfig, ns *server.Server, cmURL string, backlog in
 		return 0, 0, err
 	}
 	start := time.Now()
-	proc, err = startWorker(cfg.workerBin, ns.ClientURL(), cmURL, "jetstream", cfg.concurrency)
+	proc, err := startWorker(cfg.workerBin, ns.ClientURL(), cmURL, "jetstream", cfg.concurrency)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -42,7 +42,8 @@ var (
 	workerProfileTime = 3 * time.Second
 )
 
-// workerProcess is a worker binary the benchmark started.
+// workerProcess is a worker binary, or the floor, that the benchmark
+// started.
 type workerProcess struct {
 	addr      string // HTTP_ADDR
 	cmd       *exec.Cmd
@@ -60,23 +61,29 @@ type workerProcess struct {
 // startWorker runs the worker binary against the benchmark's NATS and CM
 // and waits until /readyz answers 200.
 func startWorker(bin, natsURL, cmURL, mode string, concurrency int) (*workerProcess, error) {
+	return startProcess("worker", bin, []string{"WORKER_MODE=" + mode}, natsURL, cmURL, concurrency)
+}
+
+// startProcess runs bin (the worker binary, or this program as the floor)
+// with the worker's environment plus extraEnv and waits until /readyz on
+// its HTTP_ADDR answers 200. name says which in errors.
+func startProcess(name, bin string, extraEnv []string, natsURL, cmURL string, concurrency int) (*workerProcess, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	cmd := exec.Command(bin)
-	cmd.Env = []string{
+	cmd.Env = append([]string{
 		"PATH=" + os.Getenv("PATH"),
 		"NATS_URL=" + natsURL,
 		"CCKM_URL=" + cmURL,
 		"CCKM_USERNAME=" + benchUser,
 		"CCKM_PASSWORD=" + benchPassword,
-		"WORKER_MODE=" + mode,
 		"WORKER_CONCURRENCY=" + strconv.Itoa(concurrency),
 		"HTTP_ADDR=" + addr,
 		"LOG_LEVEL=" + workerLogLevel, // info by default: one line per request, as in production
-	}
+	}, extraEnv...)
 	if workerProfile != "" || tracePrefix != "" {
 		cmd.Env = append(cmd.Env, "HTTP_PPROF=true")
 	}
@@ -122,14 +129,14 @@ func startWorker(bin, natsURL, cmURL, mode string, concurrency int) (*workerProc
 			p.stopped = true
 			tail := p.logTail()
 			p.removeLogFile()
-			return nil, fmt.Errorf("worker exited: %v\n%s", err, tail)
+			return nil, fmt.Errorf("%s exited: %v\n%s", name, err, tail)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	p.stopProcess()
 	tail := p.logTail()
 	p.removeLogFile()
-	return nil, fmt.Errorf("worker not ready in 30s:\n%s", tail)
+	return nil, fmt.Errorf("%s not ready in 30s:\n%s", name, tail)
 }
 
 // logTail is the end of the worker's log: what explains a failure.
