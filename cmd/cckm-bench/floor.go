@@ -216,7 +216,13 @@ func (f *floor) handle(msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
-	req, err := messages.ParseRequest(kind, msg.Data(), messages.Header(msg.Headers()))
+	// A stable request_id for a bare id, as a correct at-least-once worker
+	// needs one: a redelivery must publish under the same Nats-Msg-Id.
+	stableID := ""
+	if meta, err := msg.Metadata(); err == nil {
+		stableID = messages.DerivedRequestID(meta.Stream, meta.Sequence.Stream, meta.Timestamp)
+	}
+	req, err := messages.ParseRequest(kind, msg.Data(), messages.Header(msg.Headers()), stableID)
 	result := messages.Result{RequestID: req.RequestID, Kind: kind, ID: req.ID, ReceivedAt: messages.NewTimestamp(received)}
 	if err != nil {
 		<-f.slots

@@ -18,7 +18,7 @@ func TestBigPayloadIsARequestOfTheSizeAsked(t *testing.T) {
 	var body struct{ ID, Pad string }
 	require.NoError(t, json.Unmarshal(first, &body))
 	require.Len(t, body.Pad, 61440-bigPayloadMin)
-	req, err := messages.ParseRequest(messages.KindRefresh, first, messages.Header{messages.HeaderMsgID: {"big-1"}})
+	req, err := messages.ParseRequest(messages.KindRefresh, first, messages.Header{messages.HeaderMsgID: {"big-1"}}, "")
 	require.NoError(t, err, "the worker takes it as a request")
 	require.Equal(t, body.ID, req.ID)
 	require.Equal(t, "big-1", req.RequestID)

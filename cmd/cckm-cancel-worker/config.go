@@ -171,6 +171,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		FollowTimeout:   p.duration("WORKER_FOLLOW_TIMEOUT"),
 		FollowInterval:  p.duration("WORKER_FOLLOW_INTERVAL"),
 	}
+	cfg.Worker.CallBudget = cfg.CCKM.RetryBudget
 	cfg.CCKM.MaxConnsPerHost = max(cckmclient.DefaultMaxConnsPerHost, cfg.Worker.Concurrency)
 	cfg.HTTPAddr = p.str("HTTP_ADDR")
 	cfg.HTTPPprof = p.boolean("HTTP_PPROF")

@@ -60,6 +60,14 @@ func mainExit(args []string, getenv func(string) string, stdout, stderr io.Write
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := run(ctx, cfg, log, logOut); err != nil {
+		var settingErr *worker.SettingError
+		if errors.As(err, &settingErr) {
+			// A stream or consumer with a setting the worker may not correct:
+			// a bad setting, like one of the process's own.
+			log.Error().Err(err).Msg("cckm-cancel-worker cannot start")
+			fmt.Fprintf(stderr, "cckm-cancel-worker: %v\n", err)
+			return 2
+		}
 		log.Error().Err(err).Msg("cckm-cancel-worker stopped")
 		return 1
 	}
