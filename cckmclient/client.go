@@ -3,6 +3,12 @@
 // AWS KMS bulk jobs. It handles authentication and token renewal, TLS,
 // retries with back-off, and CipherTrust Manager's errors. It knows nothing
 // of NATS.
+//
+// Token renewal never storms: whatever CipherTrust Manager's clock or a
+// token response's duration says, and whatever the token endpoint answers,
+// one Client asks it for a token at most once a second. A token just
+// obtained is used even when it says it has expired already: CipherTrust
+// Manager judges, and a 401 renews it once.
 package cckmclient
 
 import (

@@ -88,9 +88,9 @@ func TestConcurrentCallersShareOneRenewalPerExpiryOfAShortLivedToken(t *testing.
 
 	grants := server.Grants()
 	assert.Equal(t, 1, grants["password"], "only the first login uses the password")
-	// The JWT's exp claim is whole seconds rounded down, so a token asked for
-	// at t lives until somewhere in (t+1 s, t+2 s]; the client takes the
-	// earlier of exp and duration. It renews a fifth of that lifetime before
+	// The JWT's iat and exp claims are whole seconds rounded down, and the
+	// client takes the shorter of duration and exp − iat as the lifetime: at
+	// least 1 s, at most 2 s. It renews a fifth of that lifetime before
 	// the end, so consecutive renewals are more than 0.8 × 1 s apart, which
 	// allows at most runFor / 0.8 s renewals; one more for the interval
 	// started before the run ends, one for rounding. And since every renewal

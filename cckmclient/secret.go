@@ -44,7 +44,7 @@ func (s Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + s.String() +
 func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // ResolveSecret returns a secret given either directly or through a file,
-// as contract §4's NAME and NAME_FILE variables do. name is the variable's
+// as a pair of variables NAME and NAME_FILE does. name is the variable's
 // name, used in errors. A file's content is trimmed of surrounding white
 // space, such as a final newline. Giving both is an error.
 func ResolveSecret(name, value, file string) (Secret, error) {

@@ -1,15 +1,11 @@
 package cckmclient
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
-	"io"
+	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -19,10 +15,27 @@ import (
 // tokenPath is CipherTrust Manager's token endpoint.
 const tokenPath = "/api/v1/auth/tokens"
 
+// Limits on asking the token endpoint.
+const (
+	// minGrantInterval is the least time between two token requests of one
+	// client, whatever the last one answered. Without it a CipherTrust
+	// Manager whose clock is behind ours, or that answers a lifetime of
+	// zero, is asked for a new token in a tight loop (thousands a second),
+	// and a failing token endpoint is hammered by every waiting call.
+	minGrantInterval = time.Second
+	// maxGrantHold caps how long a Retry-After from the token endpoint holds
+	// every later token request: a stray huge value must not stop the
+	// client for long, and a call's own retry budget still decides whether
+	// it waits.
+	maxGrantHold = time.Minute
+)
+
 // tokenSource holds the client's JWT and renews it: once at first use,
 // before it expires, and when a call is refused with 401. Concurrent
-// callers share one renewal. It never logs in for every call: each login
-// mints a refresh token, and they pile up on the server (cm-api.md §1.2).
+// callers share one renewal, and its failure. It never logs in for every
+// call: each login mints a refresh token, and they pile up on the server.
+// Whatever the token endpoint answers, it is asked at most once per
+// minGrantInterval.
 type tokenSource struct {
 	creds       Credentials
 	endpoint    string
@@ -39,63 +52,157 @@ type tokenSource struct {
 	mu           sync.Mutex
 	jwt          string
 	tokenType    string
-	expiresAt    time.Time // when the JWT expires, by duration or exp
+	grantedAt    time.Time // when the current JWT was asked for
+	expiresAt    time.Time // when the JWT expires, by our clock
 	renewAt      time.Time // when to renew it
 	generation   uint64    // bumped at each renewal
 	refreshToken Secret    // the latest refresh token
 	retryRenewAt time.Time // after a failed early renewal, when to try again
+	nextGrantAt  time.Time // the earliest time the token endpoint may be asked again
+	lastGrantErr error     // the last token request's error; nil after a success
+	grantsSent   uint64    // token requests sent
+	renewals     uint64    // renewals that sent a token request, successful or not
+	lastRenewErr error     // the last such renewal's error; nil after a success
+}
+
+// tokenState is what a caller of token needs to know, read under the lock.
+type tokenState struct {
+	header   string // the Authorization value of the JWT held
+	gen      uint64
+	usable   bool   // the JWT may be sent now
+	due      bool   // a renewal should be started now
+	renewals uint64 // tokenSource.renewals
+	lastErr  error  // tokenSource.lastRenewErr
+}
+
+// state reads the token's state as of now. A JWT is usable until it
+// expires by our clock, and in any case for minGrantInterval after it was
+// asked for: a token just obtained is sent even when its lifetime says it
+// has expired already, for CipherTrust Manager is the judge (a 401 then
+// renews it, at the allowed pace).
+func (ts *tokenSource) state() tokenState {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	now := ts.now()
+	usable := ts.jwt != "" && (now.Before(ts.expiresAt) || now.Before(ts.grantedAt.Add(minGrantInterval)))
+	st := tokenState{
+		usable:   usable,
+		renewals: ts.renewals,
+		lastErr:  ts.lastRenewErr,
+		due:      !usable || (!now.Before(ts.renewAt) && !now.Before(ts.retryRenewAt) && !now.Before(ts.nextGrantAt)),
+	}
+	if usable {
+		st.header, st.gen = ts.tokenType+" "+ts.jwt, ts.generation
+	}
+	return st
 }
 
 // token returns a bearer token to use now and its generation, renewing it
-// first if it is missing, expired or due.
+// first if it is missing, expired or due. It makes at most one renewal, and
+// returns when ctx ends.
 func (ts *tokenSource) token(ctx context.Context) (string, uint64, error) {
 	if ts.creds.Token != "" {
 		return "Bearer " + ts.creds.Token.Reveal(), 0, nil
 	}
-	for {
-		if header, gen, ok := ts.current(); ok {
-			return header, gen, nil
+	st := ts.state()
+	if !st.due {
+		return st.header, st.gen, nil
+	}
+	if st.usable {
+		// Due for an early renewal: start it unless another caller has,
+		// and use the token held meanwhile.
+		select {
+		case ts.renewing <- struct{}{}:
+		default:
+			return st.header, st.gen, nil
 		}
+	} else {
 		select {
 		case ts.renewing <- struct{}{}:
 		case <-ctx.Done():
-			return "", 0, ctx.Err()
+			ts.mu.Lock()
+			lastErr := ts.lastGrantErr
+			ts.mu.Unlock()
+			return "", 0, &AuthError{Err: notSentError(lastErr, "waited for the renewal in progress", ctx.Err())}
 		}
-		header, gen, ok := ts.current()
-		if ok {
-			<-ts.renewing
-			return header, gen, nil
-		}
-		err := ts.renew(ctx)
-		<-ts.renewing
-		if err == nil {
-			continue
-		}
-		// A failed renewal of a token that is still good keeps the old token
-		// a while; CipherTrust Manager may be back before it expires.
-		ts.mu.Lock()
-		stillValid := ts.jwt != "" && ts.now().Before(ts.expiresAt)
-		if stillValid {
-			ts.retryRenewAt = ts.now().Add(min(5*time.Second, ts.expiresAt.Sub(ts.now())/4))
-		}
-		ts.mu.Unlock()
-		if !stillValid {
-			return "", 0, &AuthError{Err: err}
-		}
-		ts.log.Warn().Err(err).Msg("renewing the CipherTrust Manager token failed; the current one is still valid")
 	}
+	defer func() { <-ts.renewing }()
+	return ts.renewHeld(ctx, st.renewals)
 }
 
-// current returns the JWT when it needs no renewal.
-func (ts *tokenSource) current() (string, uint64, bool) {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	now := ts.now()
-	due := now.After(ts.renewAt) && now.After(ts.retryRenewAt)
-	if ts.jwt == "" || !now.Before(ts.expiresAt) || due {
-		return "", 0, false
+// renewHeld renews the token; the caller holds the renewal slot. seen is
+// the number of renewals finished when the caller began to wait for it.
+func (ts *tokenSource) renewHeld(ctx context.Context, seen uint64) (string, uint64, error) {
+	st := ts.state()
+	if !st.due {
+		return st.header, st.gen, nil // renewed by another caller meanwhile
 	}
-	return ts.tokenType + " " + ts.jwt, ts.generation, true
+	if st.renewals != seen && st.lastErr != nil && !st.usable {
+		// The renewal this caller waited for failed: its answer is this
+		// caller's too, rather than one more token request at once.
+		return "", 0, &AuthError{Err: st.lastErr}
+	}
+	ts.mu.Lock()
+	sentBefore := ts.grantsSent
+	ts.mu.Unlock()
+	err := ts.renew(ctx)
+	ts.mu.Lock()
+	if ts.grantsSent != sentBefore {
+		// Only the token endpoint's own answer is shared: a renewal that
+		// sent nothing before this caller's deadline says nothing of the
+		// deadlines of the callers waiting for it.
+		ts.renewals++
+		ts.lastRenewErr = err
+	}
+	header, gen := ts.tokenType+" "+ts.jwt, ts.generation
+	now := ts.now()
+	// A failed renewal of a token that is still good keeps the old token
+	// a while; CipherTrust Manager may be back before it expires.
+	keepOld := err != nil && ts.jwt != "" && now.Before(ts.expiresAt)
+	if keepOld {
+		ts.retryRenewAt = now.Add(min(5*time.Second, ts.expiresAt.Sub(now)/4))
+	}
+	ts.mu.Unlock()
+	switch {
+	case err == nil:
+		return header, gen, nil // the new token, whatever our clock says of it
+	case keepOld:
+		ts.log.Warn().Err(err).Msg("renewing the CipherTrust Manager token failed; the current one is still valid")
+		return header, gen, nil
+	}
+	return "", 0, &AuthError{Err: err}
+}
+
+// waitForGrant waits until the token endpoint may be asked again. When ctx
+// ends first, or its deadline comes before that time, it returns at once
+// with an error that needs no answer of CipherTrust Manager's.
+func (ts *tokenSource) waitForGrant(ctx context.Context) error {
+	ts.mu.Lock()
+	wait := ts.nextGrantAt.Sub(ts.now())
+	lastErr := ts.lastGrantErr
+	ts.mu.Unlock()
+	if wait <= 0 {
+		return nil
+	}
+	if deadline, ok := ctx.Deadline(); ok && ts.now().Add(wait).After(deadline) {
+		return notSentError(lastErr, "the next one is allowed after the call's deadline", context.DeadlineExceeded)
+	}
+	if err := sleepContext(ctx, wait); err != nil {
+		return notSentError(lastErr, "waited for the next one allowed", err)
+	}
+	return nil
+}
+
+// notSentError is the error of a token request that was not sent because
+// cause (the end of the call's context) came first; why says what the call
+// was waiting for. When the previous token request failed in a way that
+// may pass (5xx, 429, no answer), that answer is the more useful one, with
+// its Retry-After.
+func notSentError(lastErr error, why string, cause error) error {
+	if lastErr != nil && Retryable(lastErr) {
+		return lastErr
+	}
+	return &UnreachableError{Op: "token request", Err: fmt.Errorf("not sent: %s: %w", why, cause)}
 }
 
 // liveSecrets returns the JWT and the refresh token held now, for scrubbing
@@ -159,111 +266,6 @@ func (ts *tokenSource) renew(ctx context.Context) error {
 		body["domain"] = ts.creds.Domain
 	}
 	return ts.grant(ctx, body, "password")
-}
-
-// tokenResponse is the token endpoint's answer.
-type tokenResponse struct {
-	JWT          string `json:"jwt"`
-	Duration     int64  `json:"duration"`
-	TokenType    string `json:"token_type"`
-	RefreshToken string `json:"refresh_token"`
-}
-
-// grant calls the token endpoint once and stores what it returns.
-func (ts *tokenSource) grant(ctx context.Context, body map[string]any, grantType string) (err error) {
-	defer func() {
-		if ts.onRenew != nil {
-			ts.onRenew(grantType, err)
-		}
-	}()
-	payload, err := json.Marshal(body)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, ts.timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ts.endpoint, bytes.NewReader(payload))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-
-	op := "token " + grantType + " grant"
-	sentAt := ts.now()
-	resp, err := ts.httpClient.Do(req)
-	if err != nil {
-		return &UnreachableError{Op: op, Err: stripURL(err)}
-	}
-	defer resp.Body.Close()
-	respBody, err := io.ReadAll(io.LimitReader(resp.Body, maxBodySize))
-	if err != nil {
-		return &UnreachableError{Op: op, Err: stripURL(err)}
-	}
-	if resp.StatusCode/100 != 2 {
-		apiErr := newAPIError(op, resp.StatusCode, resp.Header, respBody, ts.now())
-		apiErr.Message, apiErr.CodeDesc = ts.scrub(apiErr.Message), ts.scrub(apiErr.CodeDesc)
-		return apiErr
-	}
-	var tok tokenResponse
-	if err := json.Unmarshal(respBody, &tok); err != nil || tok.JWT == "" {
-		return &APIError{Op: op, StatusCode: resp.StatusCode, Message: "the token response holds no jwt"}
-	}
-
-	expiresAt := jwtExpiry(tok.JWT)
-	if tok.Duration > 0 {
-		byDuration := sentAt.Add(time.Duration(tok.Duration) * time.Second)
-		if expiresAt.IsZero() || byDuration.Before(expiresAt) {
-			expiresAt = byDuration
-		}
-	}
-	if expiresAt.IsZero() {
-		expiresAt = sentAt.Add(defaultTokenLifetime)
-	}
-	lifetime := expiresAt.Sub(sentAt)
-	margin := min(ts.renewMargin, lifetime/5)
-
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	ts.jwt = tok.JWT
-	ts.tokenType = "Bearer" // CipherTrust Manager sends "Bearer"; nothing else is known to work.
-	ts.expiresAt = expiresAt
-	ts.renewAt = expiresAt.Add(-margin)
-	ts.retryRenewAt = time.Time{}
-	ts.generation++
-	if tok.RefreshToken != "" {
-		ts.refreshToken = Secret(tok.RefreshToken)
-	}
-	ts.log.Debug().Str("grant", grantType).Dur("lifetime", lifetime).Msg("got a CipherTrust Manager token")
-	return nil
-}
-
-// defaultTokenLifetime is assumed when a token response says neither
-// duration nor exp: CipherTrust Manager's documented 300 s.
-const defaultTokenLifetime = 300 * time.Second
-
-// jwtExpiry reads the exp claim of a JWT without checking its signature
-// (the client only needs to know when to renew), or returns zero.
-func jwtExpiry(jwt string) time.Time {
-	parts := strings.Split(jwt, ".")
-	if len(parts) != 3 {
-		return time.Time{}
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
-	if err != nil {
-		return time.Time{}
-	}
-	var claims struct {
-		Exp json.Number `json:"exp"`
-	}
-	if json.Unmarshal(payload, &claims) != nil {
-		return time.Time{}
-	}
-	seconds, err := claims.Exp.Float64()
-	if err != nil || seconds <= 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, int64(seconds*float64(time.Second)))
 }
 
 // stripURL removes the URL from a *url.Error so that errors name the

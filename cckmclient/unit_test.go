@@ -1,8 +1,10 @@
 package cckmclient
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -225,10 +227,62 @@ func TestNewChecksTheBaseURL(t *testing.T) {
 	assert.NoError(t, err)
 }
 
-func TestJWTExpiry(t *testing.T) {
+func TestReadJWTTimes(t *testing.T) {
+	claims := func(payload string) string {
+		return "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9." + base64.RawURLEncoding.EncodeToString([]byte(payload)) + ".sig"
+	}
 	// {"alg":"HS256","typ":"JWT"} . {"exp":1700000000}
 	jwt := "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJleHAiOjE3MDAwMDAwMDB9.sig"
-	assert.Equal(t, time.Unix(1700000000, 0), jwtExpiry(jwt))
-	assert.True(t, jwtExpiry("not-a-jwt").IsZero())
-	assert.True(t, jwtExpiry("a.b.c").IsZero())
+	assert.Equal(t, jwtTimes{expiresAt: time.Unix(1700000000, 0)}, readJWTTimes(jwt))
+	assert.Equal(t, jwtTimes{issuedAt: time.Unix(1700000000, 0), expiresAt: time.Unix(1700000300, 500000000)},
+		readJWTTimes(claims(`{"iat":1700000000,"exp":1700000300.5}`)))
+	assert.Equal(t, jwtTimes{}, readJWTTimes("not-a-jwt"))
+	assert.Equal(t, jwtTimes{}, readJWTTimes("a.b.c"))
+	assert.Equal(t, jwtTimes{}, readJWTTimes(claims(`{"iat":-5,"exp":"soon"}`)))
+	for _, huge := range []string{"1e12", "1e300", "1e400", "9223372036854775807000"} {
+		times := readJWTTimes(claims(`{"exp":` + huge + `}`))
+		assert.Equal(t, time.Unix(maxClaimSeconds, 0), times.expiresAt, "exp %s is capped, not overflowed", huge)
+	}
+}
+
+func TestTokenLifetime(t *testing.T) {
+	sentAt := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	at := func(offset time.Duration) time.Time { return sentAt.Add(offset) }
+	hourBehind := -time.Hour
+	tests := []struct {
+		name     string
+		duration int64
+		claims   jwtTimes
+		want     time.Duration
+	}{
+		{"duration alone", 300, jwtTimes{}, 300 * time.Second},
+		{"exp − iat when shorter than duration", 300, jwtTimes{at(0), at(120 * time.Second)}, 120 * time.Second},
+		{"duration when shorter than exp − iat", 60, jwtTimes{at(0), at(300 * time.Second)}, 60 * time.Second},
+		{"a clock an hour behind changes nothing: exp − iat is relative",
+			300, jwtTimes{at(hourBehind), at(hourBehind + 300*time.Second)}, 300 * time.Second},
+		{"without iat, a positive duration wins over an exp in the past",
+			300, jwtTimes{expiresAt: at(hourBehind)}, 300 * time.Second},
+		{"exp alone is compared with our clock", 0, jwtTimes{expiresAt: at(90 * time.Second)}, 90 * time.Second},
+		{"exp alone in the past says expired", -5, jwtTimes{expiresAt: at(hourBehind)}, hourBehind},
+		{"exp before iat says expired", 300, jwtTimes{at(0), at(-time.Second)}, -time.Second},
+		{"nothing at all: the documented 300 s", 0, jwtTimes{}, defaultTokenLifetime},
+		{"a negative duration says nothing", -300, jwtTimes{}, defaultTokenLifetime},
+		{"a huge duration is capped, not overflowed", 1e12, jwtTimes{}, maxTokenLifetime},
+		{"the largest duration is capped", math.MaxInt64, jwtTimes{}, maxTokenLifetime},
+		{"huge claims are capped", 0, jwtTimes{time.Unix(1, 0), time.Unix(maxClaimSeconds, 0)}, maxTokenLifetime},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, tokenLifetime(tt.duration, tt.claims, sentAt))
+		})
+	}
+}
+
+func TestDurationSecondsIsLenient(t *testing.T) {
+	for raw, want := range map[string]int64{
+		"300": 300, "300.9": 300, "0": 0, "-1": 0, "0.5": 0, "": 0, "x": 0,
+		"1e12": int64(maxTokenLifetime / time.Second), "1e400": int64(maxTokenLifetime / time.Second),
+	} {
+		assert.Equal(t, want, durationSeconds(json.Number(raw)), raw)
+	}
 }

@@ -84,7 +84,7 @@ func TestExpireTokensExpiresEveryIssuedJWT(t *testing.T) {
 
 func TestExpiredByReportsTheActualAmount(t *testing.T) {
 	store := newTokenStore(Options{TokenLifetime: time.Second}.withDefaults())
-	token := store.passwordGrant(testUser).JWT
+	token := store.passwordGrant(testUser, TokenStep{}).JWT
 	issuedExpiry := store.jwtExpiry[token]
 	message := store.authorize("Bearer "+token, issuedExpiry.Add(3*time.Second+200*time.Millisecond))
 	require.Equal(t, "Unauthorized: Bearer token malformed: Token is expired by 3s", message)

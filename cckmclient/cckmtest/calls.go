@@ -54,7 +54,7 @@ func (s *Server) begin(r *http.Request, call Call) (Call, int) {
 	call.Time = time.Now()
 	call.Method = r.Method
 	call.Path = r.URL.Path
-	if s.record.enabled || s.fault.Load() != nil {
+	if s.record.enabled || s.fault.Load() != nil || s.tokenFault.Load() != nil {
 		call.Header = r.Header.Clone()
 	}
 	return call, s.record.add(call)

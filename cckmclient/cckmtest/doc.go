@@ -17,7 +17,22 @@
 // computed lazily when the job is next read.
 //
 // Behaviour can be scripted per job id with Server.Script (status codes, Retry-After, delays,
-// hangs, dropped connections, a 200 without abort) or for every request with Options.Fault.
+// hangs, dropped connections, a 200 without abort, a job padded to Step.JobSize bytes, an
+// error message of Step.MessageSize bytes) or for every request with Options.Fault.
+//
+// The token endpoint is scripted the same way with Server.ScriptTokens, one TokenStep per
+// token request, or for every token request with Options.TokenFault: status codes (5xx, 429
+// with Retry-After), delays, hangs and dropped connections instead of a grant; or a grant whose
+// answer misleads about its lifetime while the server still accepts the JWT for its real
+// lifetime: iat and exp as a clock ahead or behind writes them (TokenStep.ClockOffset), no iat,
+// a duration of 0, negative or huge. Server.TokenRequests counts every token request, failed,
+// hung and dropped ones included; Server.Grants counts those that got a token.
+//
+//	server.ScriptTokens(cckmtest.TokenStep{Status: 429, RetryAfter: "2"}) // then normal
+//	server.SetTokenFault(func(cckmtest.Call) *cckmtest.TokenStep {        // a clock behind
+//		return &cckmtest.TokenStep{ClockOffset: -time.Hour, NoIssuedAt: true, NoDuration: true}
+//	})
+//
 // Every request is recorded (Server.Calls) unless Options.NoRecord is set.
 //
 // A Server is safe for concurrent use.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 )
 
 // cmError is CipherTrust Manager's error body.
@@ -78,4 +79,16 @@ func writeRaw(w http.ResponseWriter, status int, body []byte) int {
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 	return status
+}
+
+// sizedMessage returns message made exactly size bytes long: cut, or followed by a space and
+// as many "x" as it takes. A size of zero or less leaves it as it is.
+func sizedMessage(message string, size int) string {
+	switch {
+	case size <= 0 || size == len(message):
+		return message
+	case size <= len(message)+1:
+		return (message + " ")[:size]
+	}
+	return message + " " + strings.Repeat("x", size-len(message)-1)
 }

@@ -34,10 +34,10 @@ func (s *Server) answerJob(w http.ResponseWriter, r *http.Request, call Call, st
 		w.Header().Set("Retry-After", step.RetryAfter)
 	}
 	if step.replaces() {
-		return writeScripted(w, step)
+		return writeScripted(w, step.Status, step.Body, step.MessageSize)
 	}
 	if message := s.tokens.authorize(r.Header.Get("Authorization"), time.Now()); message != "" {
-		return writeCMError(w, http.StatusUnauthorized, message)
+		return writeCMError(w, http.StatusUnauthorized, sizedMessage(message, step.MessageSize))
 	}
 	var outcome jobOutcome
 	if call.Op == opCancel {
@@ -46,7 +46,7 @@ func (s *Server) answerJob(w http.ResponseWriter, r *http.Request, call Call, st
 		outcome = s.jobs.get(call.Kind, call.ID, s.opts.AnyJob)
 	}
 	if outcome.status != http.StatusOK {
-		return writeCMError(w, outcome.status, "")
+		return writeCMError(w, outcome.status, sizedMessage(cmErrorFor(outcome.status, "").Message, step.MessageSize))
 	}
-	return writeJSON(w, http.StatusOK, outcome.job.body())
+	return writeJob(w, outcome.job.body(), step.JobSize)
 }

@@ -1,6 +1,11 @@
 package cckmtest
 
-import "time"
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+)
 
 // Fixed account fields of every job, as in the documentation's examples.
 const (
@@ -64,4 +69,27 @@ func (j Job) body() jobBody {
 // timestamp formats t in UTC as CipherTrust Manager does.
 func timestamp(t time.Time) string {
 	return t.UTC().Format(timestampLayout)
+}
+
+// writeJob answers 200 with body, padded to at least size bytes, and returns the status.
+func writeJob(w http.ResponseWriter, body jobBody, size int) int {
+	encoded, err := json.Marshal(body)
+	if err != nil || len(encoded) >= size {
+		return writeJSON(w, http.StatusOK, body)
+	}
+	return writeRaw(w, http.StatusOK, padJob(encoded, size))
+}
+
+// paddingField is what padJob adds before the padding itself.
+const paddingField = `,"padding":""`
+
+// padJob adds a "padding" string field to the JSON object encoded so that it is at least
+// size bytes long: exactly size, unless the field alone makes it longer.
+func padJob(encoded []byte, size int) []byte {
+	padding := max(1, size-len(encoded)-len(paddingField))
+	padded := make([]byte, 0, len(encoded)+len(paddingField)+padding)
+	padded = append(padded, encoded[:len(encoded)-1]...) // without the closing brace
+	padded = append(padded, `,"padding":"`...)
+	padded = append(padded, strings.Repeat("x", padding)...)
+	return append(padded, `"}`...)
 }

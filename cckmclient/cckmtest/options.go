@@ -45,6 +45,15 @@ type Options struct {
 	// step; a non-nil Step it returns is applied. It may be called concurrently. Replace it
 	// at run time with Server.SetFault.
 	Fault func(call Call) *Step
+	// TokenFault, when set, is consulted for every token request that has no step queued by
+	// Server.ScriptTokens; a non-nil TokenStep it returns is applied. It may be called
+	// concurrently. Replace it at run time with Server.SetTokenFault. A CipherTrust Manager
+	// whose clock is an hour behind:
+	//
+	//	TokenFault: func(cckmtest.Call) *cckmtest.TokenStep {
+	//		return &cckmtest.TokenStep{ClockOffset: -time.Hour}
+	//	}
+	TokenFault func(call Call) *TokenStep
 	// Logf, when set, receives one line per answered request. It must stay usable until
 	// Close returns.
 	Logf func(format string, args ...any)

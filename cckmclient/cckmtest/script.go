@@ -29,6 +29,15 @@ type Step struct {
 	// Caveat: Go's transport retries an idempotent request (GET) once when a reused
 	// connection closes like this, so a dropped GET may be seen as the next request.
 	Drop bool
+	// JobSize, when not zero, pads a job answered normally (a cancel or get answering 200)
+	// to at least that many bytes with a "padding" string field after the job's own
+	// fields, so that the body stays a valid job object with its real abort and
+	// overall_status.
+	JobSize int
+	// MessageSize, when not zero, makes the message of an error body exactly that many
+	// bytes: of a scripted Status, and of an error answered normally (401, 404, 409). Body
+	// wins over it.
+	MessageSize int
 }
 
 // replaces reports whether the step answers instead of normal handling.
@@ -84,16 +93,17 @@ func (s *Server) nextStep(call Call) Step {
 	return Step{}
 }
 
-// writeScripted answers a step that replaces normal handling and returns the status.
-func writeScripted(w http.ResponseWriter, step Step) int {
-	status := step.Status
+// writeScripted answers a step that replaces normal handling, with status (200 when zero)
+// and body, or else a CM error body whose message is messageSize bytes (the default message
+// when zero). It returns the status.
+func writeScripted(w http.ResponseWriter, status int, body string, messageSize int) int {
 	if status == 0 {
 		status = http.StatusOK
 	}
-	if step.Body != "" {
-		return writeRaw(w, status, []byte(step.Body))
+	if body != "" {
+		return writeRaw(w, status, []byte(body))
 	}
-	return writeCMError(w, status, "")
+	return writeCMError(w, status, sizedMessage(cmErrorFor(status, "").Message, messageSize))
 }
 
 // hang blocks until the client goes away or the server closes.

@@ -21,7 +21,11 @@ type Server struct {
 	closing   chan struct{} // closed by Close to end delays and hangs
 	closeOnce sync.Once
 
-	fault atomic.Pointer[func(Call) *Step]
+	fault      atomic.Pointer[func(Call) *Step]
+	tokenFault atomic.Pointer[func(Call) *TokenStep]
+
+	tokenScript   tokenScript
+	tokenRequests atomic.Int64
 
 	tokens  *tokenStore
 	jobs    *jobStore
@@ -43,6 +47,9 @@ func NewServer(opts Options) *Server {
 	}
 	if opts.Fault != nil {
 		s.fault.Store(&opts.Fault)
+	}
+	if opts.TokenFault != nil {
+		s.tokenFault.Store(&opts.TokenFault)
 	}
 	s.httpServer = httptest.NewUnstartedServer(s.routes())
 	if opts.Addr != "" {

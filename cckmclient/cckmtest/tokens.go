@@ -71,16 +71,33 @@ func (t *tokenStore) durationSeconds() int64 {
 }
 
 // issueLocked makes a new JWT for username and answers it with refreshToken, which must already be
-// in t.refreshTokens. The caller holds t.mu for writing and counts the grant.
-func (t *tokenStore) issueLocked(grant, username, refreshToken string) tokenResponse {
+// in t.refreshTokens; step shapes what the answer says of the JWT's lifetime, never the lifetime
+// itself. The caller holds t.mu for writing.
+func (t *tokenStore) issueLocked(grant, username, refreshToken string, step TokenStep) tokenResponse {
 	now := time.Now()
 	expires := now.Add(t.lifetime)
-	jwt := signJWT(t.signingKey, t.subject, username, now, expires)
+	claimed := jwtClaims{
+		Subject:           t.subject,
+		PreferredUsername: username,
+		IssuedAt:          now.Add(step.ClockOffset).Unix(),
+		Expires:           expires.Add(step.ClockOffset).Unix(),
+	}
+	if step.NoIssuedAt {
+		claimed.IssuedAt = 0
+	}
+	jwt := signJWT(t.signingKey, claimed)
 	t.jwtExpiry[jwt] = expires
 	t.grants[grant]++
+	duration := t.durationSeconds()
+	switch {
+	case step.NoDuration:
+		duration = 0
+	case step.Duration != 0:
+		duration = step.Duration
+	}
 	return tokenResponse{
 		JWT:            jwt,
-		Duration:       t.durationSeconds(),
+		Duration:       duration,
 		TokenType:      "Bearer",
 		RefreshToken:   refreshToken,
 		RefreshTokenID: t.refreshTokens[refreshToken].id,
@@ -88,18 +105,19 @@ func (t *tokenStore) issueLocked(grant, username, refreshToken string) tokenResp
 	}
 }
 
-// passwordGrant issues a JWT and a new refresh token to username.
-func (t *tokenStore) passwordGrant(username string) tokenResponse {
+// passwordGrant issues a JWT, shaped by step, and a new refresh token to username.
+func (t *tokenStore) passwordGrant(username string, step TokenStep) tokenResponse {
 	refreshToken := newRefreshToken()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.refreshTokens[refreshToken] = refreshTokenInfo{id: newUUID(), username: username}
-	return t.issueLocked(grantPassword, username, refreshToken)
+	return t.issueLocked(grantPassword, username, refreshToken, step)
 }
 
-// refreshGrant issues a JWT for a valid refresh token. With renew, the old refresh token is
-// revoked and a new one answered; without, the same one is answered and stays valid.
-func (t *tokenStore) refreshGrant(refreshToken string, renew bool) (tokenResponse, bool) {
+// refreshGrant issues a JWT, shaped by step, for a valid refresh token. With renew, the old
+// refresh token is revoked and a new one answered; without, the same one is answered and stays
+// valid.
+func (t *tokenStore) refreshGrant(refreshToken string, renew bool, step TokenStep) (tokenResponse, bool) {
 	replacement := ""
 	if renew {
 		replacement = newRefreshToken()
@@ -115,7 +133,7 @@ func (t *tokenStore) refreshGrant(refreshToken string, renew bool) (tokenRespons
 		t.refreshTokens[replacement] = refreshTokenInfo{id: newUUID(), username: info.username}
 		refreshToken = replacement
 	}
-	return t.issueLocked(grantRefreshToken, info.username, refreshToken), true
+	return t.issueLocked(grantRefreshToken, info.username, refreshToken, step), true
 }
 
 // authorize checks an Authorization header value and returns "" when it carries an accepted
