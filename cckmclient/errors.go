@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/cckm/cckm-cancel-worker/messages"
 )
 
 // ErrInvalidID is returned, before any HTTP call, for an id that is not a
@@ -56,9 +54,6 @@ func (e *APIError) Detail() string {
 // 500, 502, 503 and 504.
 func (e *APIError) Retryable() bool { return retryableStatus(e.StatusCode) }
 
-// ErrorCode maps the status to the contract's error code.
-func (e *APIError) ErrorCode() messages.ErrorCode { return codeForStatus(e.StatusCode) }
-
 // HTTPStatus is the status received.
 func (e *APIError) HTTPStatus() int { return e.StatusCode }
 
@@ -69,22 +64,6 @@ func retryableStatus(status int) bool {
 		return true
 	}
 	return false
-}
-
-func codeForStatus(status int) messages.ErrorCode {
-	switch {
-	case status == http.StatusUnauthorized:
-		return messages.CodeUnauthorized
-	case status == http.StatusForbidden:
-		return messages.CodeForbidden
-	case status == http.StatusNotFound:
-		return messages.CodeNotFound
-	case status == http.StatusConflict:
-		return messages.CodeConflict
-	case status >= 500:
-		return messages.CodeServerError
-	}
-	return messages.CodeClientError
 }
 
 // UnreachableError says that no answer came from CipherTrust Manager: a
@@ -111,9 +90,6 @@ func (e *UnreachableError) Retryable() bool {
 		!errors.As(e.Err, &hostname) && !errors.As(e.Err, &invalid)
 }
 
-// ErrorCode is unreachable.
-func (e *UnreachableError) ErrorCode() messages.ErrorCode { return messages.CodeUnreachable }
-
 // AuthError says that no token could be had from CipherTrust Manager. It
 // wraps the token endpoint's *APIError or *UnreachableError.
 type AuthError struct {
@@ -130,27 +106,6 @@ func (e *AuthError) Unwrap() error { return e.Err }
 func (e *AuthError) Retryable() bool {
 	var r interface{ Retryable() bool }
 	return errors.As(e.Err, &r) && r.Retryable()
-}
-
-// ErrorCode is unauthorized for a refused login, else the cause's code.
-func (e *AuthError) ErrorCode() messages.ErrorCode {
-	var apiErr *APIError
-	if errors.As(e.Err, &apiErr) && !apiErr.Retryable() {
-		return messages.CodeUnauthorized
-	}
-	return ErrorCode(e.Err)
-}
-
-// ErrorCode maps any error from this package to the contract's error code.
-func ErrorCode(err error) messages.ErrorCode {
-	var coded interface{ ErrorCode() messages.ErrorCode }
-	if errors.As(err, &coded) {
-		return coded.ErrorCode()
-	}
-	if errors.Is(err, ErrInvalidID) {
-		return messages.CodeInvalidRequest
-	}
-	return messages.CodeUnreachable
 }
 
 // Retryable reports whether err is worth trying again later.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -182,4 +183,20 @@ func debugLogger() (*zerolog.Logger, *logBuffer) {
 	buffer := &logBuffer{}
 	logger := zerolog.New(buffer).Level(zerolog.DebugLevel).With().Timestamp().Logger()
 	return &logger, buffer
+}
+
+// statusOf is the HTTP status of the *APIError in err (the job endpoint's,
+// or the token endpoint's), or 0.
+func statusOf(err error) int {
+	var apiErr *cckmclient.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.StatusCode
+	}
+	return 0
+}
+
+// isUnreachable reports whether err says that no answer came.
+func isUnreachable(err error) bool {
+	var unreachable *cckmclient.UnreachableError
+	return errors.As(err, &unreachable)
 }

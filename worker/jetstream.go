@@ -203,11 +203,14 @@ func (w *Worker) handleRequest(ctx context.Context, msg jetstream.Msg, release f
 	}
 	prior := w.memory.load(key)
 	d := delivery{
-		kind:             kind,
-		payload:          msg.Data(),
-		header:           messages.Header(msg.Headers()),
-		received:         received,
-		prior:            prior,
+		kind:     kind,
+		payload:  msg.Data(),
+		header:   messages.Header(msg.Headers()),
+		received: received,
+		prior:    prior,
+		// NumDelivered also counts deliveries no worker saw (a pull lost in a
+		// leader election), so a delivery past the last is still carried
+		// out, as a last one: a transient failure then ends it.
 		final:            deliveries >= w.cfg.MaxDeliveries,
 		redelivered:      deliveries > 1,
 		defaultRequestID: messages.DerivedRequestID(meta.Stream, meta.Sequence.Stream, meta.Timestamp),
@@ -219,10 +222,6 @@ func (w *Worker) handleRequest(ctx context.Context, msg jetstream.Msg, release f
 		// An earlier delivery finished but could not publish: publish what
 		// it found, without calling CipherTrust Manager again.
 		out = *prior.finished
-	case deliveries > w.cfg.MaxDeliveries:
-		// Only a publish that failed on the last delivery leads here, on an
-		// instance that does not know its outcome: give up without a call.
-		out = exhausted(d, deliveries, w.now())
 	default:
 		out = process(ctx, w.canceler, d, w.now)
 	}
@@ -298,34 +297,6 @@ func (w *Worker) publishOutcome(ctx context.Context, out *outcome, d delivery, i
 		return terminate("dead-lettered: " + string(out.result.Error.Code)), nil
 	}
 	return ack(), nil
-}
-
-// exhausted is the outcome of a delivery past the last one whose earlier
-// outcome is unknown here: failed, retryable, dead-lettered.
-func exhausted(d delivery, deliveries int, now time.Time) outcome {
-	req, _ := messages.ParseRequest(d.kind, d.payload, d.header, d.defaultRequestID)
-	return outcome{
-		verdict:    verdictDone,
-		request:    req,
-		attempts:   d.prior.attempts,
-		httpStatus: d.prior.httpStatus,
-		deadLetter: true,
-		result: messages.Result{
-			RequestID:  req.RequestID,
-			Kind:       d.kind,
-			ID:         req.ID,
-			Status:     messages.StatusFailed,
-			HTTPStatus: d.prior.httpStatus,
-			Attempts:   d.prior.attempts,
-			Error: &messages.Error{
-				Code:      messages.CodeUnreachable,
-				Message:   fmt.Sprintf("no result after %d deliveries: the result of an earlier one could not be published", deliveries-1),
-				Retryable: true,
-			},
-			ReceivedAt:  messages.NewTimestamp(d.received),
-			CompletedAt: messages.NewTimestamp(now),
-		},
-	}
 }
 
 // sleepCtx waits d or until ctx ends.

@@ -243,7 +243,8 @@ func (f *floor) handle(msg jetstream.Msg) {
 			result.Error = &messages.Error{Code: messages.CodeAbortNotSet, Message: "abort is not true"}
 		default:
 			result.Status = messages.StatusFailed
-			result.Error = &messages.Error{Code: cckmclient.ErrorCode(err), Message: err.Error()}
+			// The floor classifies nothing: every failure is one code.
+			result.Error = &messages.Error{Code: messages.CodeServerError, Message: err.Error()}
 		}
 	}
 	result.CompletedAt = messages.NewTimestamp(time.Now())
