@@ -183,7 +183,9 @@ func TestConcurrentCallersShareAFailedTokenRequest(t *testing.T) {
 	for _, err := range errs {
 		require.Error(t, err)
 		assert.True(t, cckmclient.Retryable(err), "%v", err)
-		assert.GreaterOrEqual(t, statusOf(err), 500, "%v", err)
+		// The last answer, or, for a caller whose budget ended while it
+		// waited for the next allowed request, no answer.
+		assert.True(t, statusOf(err) >= 500 || isUnreachable(err), "%v", err)
 	}
 	assert.LessOrEqual(t, server.TokenRequests(), maxGrantsIn(elapsed), "%d callers, in %v", callers, elapsed)
 	requireGrantGaps(t, server)
