@@ -12,6 +12,7 @@ import (
 
 	"github.com/cckm/cckm-cancel-worker/cckmclient"
 	"github.com/cckm/cckm-cancel-worker/cckmclient/cckmtest"
+	"github.com/cckm/cckm-cancel-worker/messages"
 )
 
 func TestEachCredentialModeCancelsAndLogsInOnlyOnce(t *testing.T) {
@@ -91,13 +92,13 @@ func TestEachCredentialModeCancelsAndLogsInOnlyOnce(t *testing.T) {
 			refreshID, bulkID := addJob(server, cckmtest.Refresh), addJob(server, cckmtest.BulkJob)
 
 			for range 3 {
-				resp, err := client.CancelRefresh(ctx, refreshID)
+				resp, err := client.Cancel(ctx, messages.KindRefresh, refreshID)
 				require.NoError(t, err)
 				assert.True(t, resp.Job.Abort)
-				resp, err = client.CancelBulkJob(ctx, bulkID)
+				resp, err = client.Cancel(ctx, messages.KindBulkJob, bulkID)
 				require.NoError(t, err)
 				assert.True(t, resp.Job.Abort)
-				_, err = client.GetRefresh(ctx, refreshID)
+				_, err = client.Get(ctx, messages.KindRefresh, refreshID)
 				require.NoError(t, err)
 			}
 
@@ -131,20 +132,20 @@ func TestARevokedRefreshTokenFallsBackToThePasswordAndItsNewRefreshToken(t *test
 			ctx := testContext(t)
 			id := addJob(server, cckmtest.Refresh)
 
-			_, err := client.CancelRefresh(ctx, id)
+			_, err := client.Cancel(ctx, messages.KindRefresh, id)
 			require.NoError(t, err)
 			require.Equal(t, map[string]int{"refresh_token": 1}, server.Grants())
 
 			server.RevokeRefreshTokens()
 			server.ExpireTokens()
-			resp, err := client.GetRefresh(ctx, id)
+			resp, err := client.Get(ctx, messages.KindRefresh, id)
 			require.NoError(t, err)
 			assert.Equal(t, 2, resp.Attempts, "the 401 is repeated once after the fallback login")
 			assert.Equal(t, map[string]int{"refresh_token": 1, "password": 1}, server.Grants())
 
 			// The password grant's own refresh token serves the next renewal.
 			server.ExpireTokens()
-			resp, err = client.GetRefresh(ctx, id)
+			resp, err = client.Get(ctx, messages.KindRefresh, id)
 			require.NoError(t, err)
 			assert.Equal(t, 2, resp.Attempts)
 			assert.Equal(t, map[string]int{"refresh_token": 2, "password": 1}, server.Grants())
@@ -159,12 +160,12 @@ func TestA401RenewsTheTokenOnceAndRepeatsTheCall(t *testing.T) {
 	ctx := testContext(t)
 	id := addJob(server, cckmtest.Refresh)
 
-	resp, err := client.CancelRefresh(ctx, id)
+	resp, err := client.Cancel(ctx, messages.KindRefresh, id)
 	require.NoError(t, err)
 	require.Equal(t, 1, resp.Attempts)
 
 	server.ExpireTokens()
-	resp, err = client.CancelRefresh(ctx, id)
+	resp, err = client.Cancel(ctx, messages.KindRefresh, id)
 	require.NoError(t, err)
 	assert.Equal(t, 2, resp.Attempts)
 	assert.Equal(t, http.StatusOK, resp.HTTPStatus)
@@ -180,11 +181,11 @@ func TestA401AfterTheRenewalIsFinal(t *testing.T) {
 	client := newClient(t, server, cckmclient.Config{Credentials: passwordCreds})
 	ctx := testContext(t)
 	id := addJob(server, cckmtest.BulkJob)
-	_, err := client.GetBulkJob(ctx, id)
+	_, err := client.Get(ctx, messages.KindBulkJob, id)
 	require.NoError(t, err)
 
 	server.Script(id, cckmtest.Step{Status: http.StatusUnauthorized}, cckmtest.Step{Status: http.StatusUnauthorized})
-	resp, err := client.CancelBulkJob(ctx, id)
+	resp, err := client.Cancel(ctx, messages.KindBulkJob, id)
 	require.Error(t, err)
 	assert.Equal(t, 401, statusOf(err))
 	assert.False(t, cckmclient.Retryable(err))
@@ -205,7 +206,7 @@ func TestA401WithAStaticTokenIsFinalAtOnce(t *testing.T) {
 	id := addJob(server, cckmtest.Refresh)
 	server.Script(id, cckmtest.Step{Status: http.StatusUnauthorized})
 
-	resp, err := client.CancelRefresh(testContext(t), id)
+	resp, err := client.Cancel(testContext(t), messages.KindRefresh, id)
 	require.Error(t, err)
 	assert.Equal(t, 401, statusOf(err))
 	assert.Equal(t, 1, resp.Attempts)
@@ -234,7 +235,7 @@ func TestARefusedLoginIsUnauthorizedAndNotRetried(t *testing.T) {
 			server := newServer(t, tt.server)
 			client := newClient(t, server, cckmclient.Config{Credentials: tt.creds})
 
-			resp, err := client.CancelRefresh(testContext(t), newID())
+			resp, err := client.Cancel(testContext(t), messages.KindRefresh, newID())
 			require.Error(t, err)
 			var authErr *cckmclient.AuthError
 			assert.True(t, errors.As(err, &authErr), "%T: %v", err, err)
@@ -254,7 +255,7 @@ func TestTheConfiguredRefreshTokenOutlivesItsFirstUse(t *testing.T) {
 	server := newServer(t, cckmtest.Options{RefreshToken: testRefresh, TokenLifetime: time.Minute})
 	for i := range 3 {
 		client := newClient(t, server, cckmclient.Config{Credentials: cckmclient.Credentials{RefreshToken: testRefresh}})
-		_, err := client.CancelRefresh(testContext(t), addJob(server, cckmtest.Refresh))
+		_, err := client.Cancel(testContext(t), messages.KindRefresh, addJob(server, cckmtest.Refresh))
 		require.NoError(t, err, "client %d", i+1)
 	}
 	assert.Equal(t, 3, server.Grants()["refresh_token"])
@@ -272,7 +273,7 @@ func TestAnUnreachableTokenEndpointDoesNotFallBackToThePassword(t *testing.T) {
 	client, err := cckmclient.New(cckmclient.Config{BaseURL: url, Logger: logger, MaxAttempts: 1,
 		Credentials: cckmclient.Credentials{RefreshToken: testRefresh, Username: testUser, Password: testPassword}})
 	require.NoError(t, err)
-	_, err = client.CancelRefresh(testContext(t), newID())
+	_, err = client.Cancel(testContext(t), messages.KindRefresh, newID())
 	require.Error(t, err)
 	assert.True(t, isUnreachable(err), "%T: %v", err, err)
 	assert.NotContains(t, logs.String(), "logging in with the password")

@@ -220,26 +220,6 @@ type Response struct {
 	Attempts int
 }
 
-// CancelRefresh cancels an external-CM refresh job.
-func (c *Client) CancelRefresh(ctx context.Context, id string) (Response, error) {
-	return c.Cancel(ctx, messages.KindRefresh, id)
-}
-
-// CancelBulkJob cancels an AWS KMS bulk job.
-func (c *Client) CancelBulkJob(ctx context.Context, id string) (Response, error) {
-	return c.Cancel(ctx, messages.KindBulkJob, id)
-}
-
-// GetRefresh reads an external-CM refresh job.
-func (c *Client) GetRefresh(ctx context.Context, id string) (Response, error) {
-	return c.Get(ctx, messages.KindRefresh, id)
-}
-
-// GetBulkJob reads an AWS KMS bulk job.
-func (c *Client) GetBulkJob(ctx context.Context, id string) (Response, error) {
-	return c.Get(ctx, messages.KindBulkJob, id)
-}
-
 // Cancel cancels the job of the given kind: POST .../{id}/cancel with no
 // body. A 2xx answer with a job is a success whatever the job's abort flag
 // says; the caller judges it. Errors are *APIError, *UnreachableError,
@@ -253,21 +233,17 @@ func (c *Client) Get(ctx context.Context, kind messages.Kind, id string) (Respon
 	return c.call(ctx, http.MethodGet, "get", kind, id)
 }
 
-// jobPath returns the path of a job, or of its cancel action.
+// jobPath returns the path of a job, or of its cancel action: the kind's
+// collection, then the id, checked to be a UUID and in lower case.
 func jobPath(kind messages.Kind, id string, cancel bool) (string, error) {
-	var path string
-	switch kind {
-	case messages.KindRefresh:
-		path = "/api/v1/cckm/external-cm/refresh/"
-	case messages.KindBulkJob:
-		path = "/api/v1/cckm/aws/bulkjob/"
-	default:
+	collection := kind.Collection()
+	if collection == "" {
 		return "", fmt.Errorf("unknown job kind %q", kind)
 	}
 	if !messages.IsUUID(id) {
 		return "", fmt.Errorf("%w: %q", ErrInvalidID, id)
 	}
-	path += url.PathEscape(strings.ToLower(id))
+	path := collection + "/" + url.PathEscape(strings.ToLower(id))
 	if cancel {
 		path += "/cancel"
 	}

@@ -92,7 +92,7 @@ func TestTheDocumentationsWrapperIsTolerated(t *testing.T) {
 	inner := `{"id":"` + id + `","abort":true,"overall_status":"in progress","extra":{"kept":[1,2]}}`
 	server.Script(id, cckmtest.Step{Status: http.StatusOK, Body: `{"application/json": ` + inner + `}`})
 
-	resp, err := client.CancelRefresh(testContext(t), id)
+	resp, err := client.Cancel(testContext(t), messages.KindRefresh, id)
 	require.NoError(t, err)
 	require.NotNil(t, resp.Job)
 	assert.Equal(t, inner, string(resp.Job.Raw))
@@ -109,7 +109,7 @@ func TestA2xxThatDoesNotSetAbortIsNoErrorOfTheClient(t *testing.T) {
 
 	id := addJob(server, cckmtest.BulkJob)
 	server.Script(id, cckmtest.Step{NoAbort: true})
-	resp, err := client.CancelBulkJob(ctx, id)
+	resp, err := client.Cancel(ctx, messages.KindBulkJob, id)
 	require.NoError(t, err, "the caller judges the abort flag")
 	require.NotNil(t, resp.Job)
 	assert.False(t, resp.Job.Abort)
@@ -119,7 +119,7 @@ func TestA2xxThatDoesNotSetAbortIsNoErrorOfTheClient(t *testing.T) {
 
 	id = addJob(server, cckmtest.BulkJob)
 	server.Script(id, cckmtest.Step{Status: http.StatusOK, Body: `["not", "a", "job"]`})
-	resp, err = client.CancelBulkJob(ctx, id)
+	resp, err = client.Cancel(ctx, messages.KindBulkJob, id)
 	require.NoError(t, err)
 	assert.Nil(t, resp.Job, "a 2xx without a job object has no job")
 	assert.Equal(t, http.StatusOK, resp.HTTPStatus)
@@ -135,10 +135,10 @@ func TestAnInvalidIDIsRefusedWithoutAnyHTTPCall(t *testing.T) {
 		"../../auth/tokens", "8155fe39-570a-4132-92ca-e40b7640c7dc?x=1", " 8155fe39-570a-4132-92ca-e40b7640c7dc",
 		"8155fe39%2d570a-4132-92ca-e40b7640c7dc", "g155fe39-570a-4132-92ca-e40b7640c7dc",
 	} {
-		for _, call := range []func(context.Context, string) (cckmclient.Response, error){
-			client.CancelRefresh, client.CancelBulkJob, client.GetRefresh, client.GetBulkJob,
+		for _, call := range []func(context.Context, messages.Kind, string) (cckmclient.Response, error){
+			client.Cancel, client.Get,
 		} {
-			resp, err := call(ctx, id)
+			resp, err := call(ctx, messages.KindRefresh, id)
 			assert.ErrorIs(t, err, cckmclient.ErrInvalidID, "%q", id)
 			assert.False(t, cckmclient.Retryable(err))
 			assert.Zero(t, resp.Attempts)
@@ -153,7 +153,7 @@ func TestAnUpperCaseIDIsSentInLowerCase(t *testing.T) {
 	client := newClient(t, server, cckmclient.Config{Credentials: staticCreds})
 	id := addJob(server, cckmtest.Refresh)
 
-	resp, err := client.CancelRefresh(testContext(t), strings.ToUpper(id))
+	resp, err := client.Cancel(testContext(t), messages.KindRefresh, strings.ToUpper(id))
 	require.NoError(t, err)
 	assert.True(t, resp.Job.Abort)
 }
@@ -167,10 +167,10 @@ func TestRequestsHaveTheContractsShape(t *testing.T) {
 	refreshID, bulkID := addJob(server, cckmtest.Refresh), addJob(server, cckmtest.BulkJob)
 
 	for _, call := range []func() (cckmclient.Response, error){
-		func() (cckmclient.Response, error) { return client.CancelRefresh(traced, refreshID) },
-		func() (cckmclient.Response, error) { return client.GetRefresh(traced, refreshID) },
-		func() (cckmclient.Response, error) { return client.CancelBulkJob(traced, bulkID) },
-		func() (cckmclient.Response, error) { return client.GetBulkJob(testContext(t), bulkID) },
+		func() (cckmclient.Response, error) { return client.Cancel(traced, messages.KindRefresh, refreshID) },
+		func() (cckmclient.Response, error) { return client.Get(traced, messages.KindRefresh, refreshID) },
+		func() (cckmclient.Response, error) { return client.Cancel(traced, messages.KindBulkJob, bulkID) },
+		func() (cckmclient.Response, error) { return client.Get(testContext(t), messages.KindBulkJob, bulkID) },
 	} {
 		_, err := call()
 		require.NoError(t, err)
@@ -210,11 +210,11 @@ func TestOnAttemptIsCalledOncePerAttempt(t *testing.T) {
 	id := addJob(server, cckmtest.Refresh)
 	server.Script(id, cckmtest.Step{Status: http.StatusServiceUnavailable}, cckmtest.Step{Drop: true})
 
-	_, err := client.CancelRefresh(ctx, id)
+	_, err := client.Cancel(ctx, messages.KindRefresh, id)
 	require.NoError(t, err)
-	_, err = client.GetRefresh(ctx, id)
+	_, err = client.Get(ctx, messages.KindRefresh, id)
 	require.NoError(t, err)
-	_, err = client.CancelRefresh(ctx, "not-a-uuid")
+	_, err = client.Cancel(ctx, messages.KindRefresh, "not-a-uuid")
 	require.True(t, errors.Is(err, cckmclient.ErrInvalidID))
 
 	mu.Lock()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cckm/cckm-cancel-worker/cckmclient"
 	"github.com/cckm/cckm-cancel-worker/cckmclient/cckmtest"
+	"github.com/cckm/cckm-cancel-worker/messages"
 )
 
 // wrongPassword is a configured secret that the server refuses.
@@ -144,7 +145,7 @@ func TestNoSecretAppearsInLogsOrErrors(t *testing.T) {
 func calls(ctx context.Context, client *cckmclient.Client, id string, n int) []error {
 	var errs []error
 	for range n {
-		if _, err := client.CancelRefresh(ctx, id); err != nil {
+		if _, err := client.Cancel(ctx, messages.KindRefresh, id); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -158,7 +159,7 @@ func TestAnEchoedSecretIsMaskedButTheRestOfTheMessageKept(t *testing.T) {
 	id := addJob(server, cckmtest.Refresh)
 	server.Script(id, cckmtest.Step{Status: http.StatusBadRequest, Body: echoBody(testPassword)})
 
-	_, err := client.CancelRefresh(testContext(t), id)
+	_, err := client.Cancel(testContext(t), messages.KindRefresh, id)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "NCERRInvalidParamValue: bad credential ****")
 	assert.Contains(t, err.Error(), "credential **** is not allowed here")

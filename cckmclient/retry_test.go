@@ -14,6 +14,7 @@ import (
 
 	"github.com/cckm/cckm-cancel-worker/cckmclient"
 	"github.com/cckm/cckm-cancel-worker/cckmclient/cckmtest"
+	"github.com/cckm/cckm-cancel-worker/messages"
 )
 
 func TestATransientFailureIsRetriedAndTheCancelSucceeds(t *testing.T) {
@@ -38,7 +39,7 @@ func TestATransientFailureIsRetriedAndTheCancelSucceeds(t *testing.T) {
 			id := addJob(server, cckmtest.Refresh)
 			server.Script(id, tt.step)
 
-			resp, err := client.CancelRefresh(testContext(t), id)
+			resp, err := client.Cancel(testContext(t), messages.KindRefresh, id)
 			require.NoError(t, err)
 			assert.Equal(t, 2, resp.Attempts)
 			assert.Equal(t, http.StatusOK, resp.HTTPStatus)
@@ -78,7 +79,7 @@ func TestAnOtherClientErrorIsFinalAtOnce(t *testing.T) {
 				server.AddFinishedJob(cckmtest.BulkJob, id, cckmtest.StatusCompleted)
 			}
 
-			resp, err := client.CancelBulkJob(testContext(t), id)
+			resp, err := client.Cancel(testContext(t), messages.KindBulkJob, id)
 			require.Error(t, err)
 			assert.Equal(t, tt.status, statusOf(err))
 			assert.False(t, cckmclient.Retryable(err))
@@ -115,7 +116,7 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 			id := addJob(server, cckmtest.Refresh)
 			server.Script(id, cckmtest.Step{Status: http.StatusTooManyRequests, RetryAfter: tt.retryAfter()})
 
-			resp, err := client.CancelRefresh(testContext(t), id)
+			resp, err := client.Cancel(testContext(t), messages.KindRefresh, id)
 			require.NoError(t, err)
 			assert.Equal(t, 2, resp.Attempts)
 			calls := server.CallsFor(id)
@@ -134,7 +135,7 @@ func TestARetryAfterBeyondTheBudgetEndsTheCallAtOnce(t *testing.T) {
 	server.Script(id, cckmtest.Step{Status: http.StatusServiceUnavailable, RetryAfter: "30"})
 
 	started := time.Now()
-	resp, err := client.CancelRefresh(testContext(t), id)
+	resp, err := client.Cancel(testContext(t), messages.KindRefresh, id)
 	require.Error(t, err)
 	assert.Less(t, time.Since(started), time.Second, "no point waiting for a retry that cannot come")
 	assert.GreaterOrEqual(t, statusOf(err), 500)
@@ -148,7 +149,7 @@ func TestMaxAttemptsBoundsTheAttempts(t *testing.T) {
 	id := addJob(server, cckmtest.Refresh)
 	server.Script(id, slices.Repeat([]cckmtest.Step{{Status: http.StatusServiceUnavailable}}, 10)...)
 
-	resp, err := client.CancelRefresh(testContext(t), id)
+	resp, err := client.Cancel(testContext(t), messages.KindRefresh, id)
 	require.Error(t, err)
 	assert.Equal(t, 3, resp.Attempts)
 	assert.Len(t, server.CallsFor(id), 3)
@@ -170,7 +171,7 @@ func TestTheRetryBudgetEndsAHang(t *testing.T) {
 	server.Script(id, slices.Repeat([]cckmtest.Step{{Hang: true}}, 100)...)
 
 	started := time.Now()
-	resp, err := client.CancelRefresh(testContext(t), id)
+	resp, err := client.Cancel(testContext(t), messages.KindRefresh, id)
 	elapsed := time.Since(started)
 	require.Error(t, err)
 	assert.Less(t, elapsed, 1500*time.Millisecond)
@@ -193,7 +194,7 @@ func TestTheCallersContextEndsTheCall(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	started := time.Now()
-	resp, err := client.CancelRefresh(ctx, id)
+	resp, err := client.Cancel(ctx, messages.KindRefresh, id)
 	require.Error(t, err)
 	assert.Less(t, time.Since(started), time.Second, fmt.Sprint(err))
 	assert.True(t, isUnreachable(err), "%T: %v", err, err)

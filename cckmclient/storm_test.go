@@ -132,7 +132,7 @@ func TestAFailingTokenEndpointIsAskedAtMostOnceASecond(t *testing.T) {
 			server.ScriptTokens(slices.Repeat([]cckmtest.TokenStep{{Status: status}}, 10)...)
 			client := newClient(t, server, cckmclient.Config{Credentials: passwordCreds, MaxAttempts: 3})
 
-			resp, err := client.CancelRefresh(testContext(t), addJob(server, cckmtest.Refresh))
+			resp, err := client.Cancel(testContext(t), messages.KindRefresh, addJob(server, cckmtest.Refresh))
 			require.Error(t, err)
 			var authErr *cckmclient.AuthError
 			require.True(t, errors.As(err, &authErr), "%T: %v", err, err)
@@ -154,7 +154,7 @@ func TestTheRetryBudgetBoundsTheTokenRequestsOfAFailingTokenEndpoint(t *testing.
 	client := newClient(t, server, cckmclient.Config{Credentials: passwordCreds, MaxAttempts: 1000, RetryBudget: budget})
 
 	started := time.Now()
-	_, err := client.CancelRefresh(testContext(t), newID())
+	_, err := client.Cancel(testContext(t), messages.KindRefresh, newID())
 	elapsed := time.Since(started)
 	require.Error(t, err)
 	assert.GreaterOrEqual(t, statusOf(err), 500)
@@ -176,7 +176,7 @@ func TestConcurrentCallersShareAFailedTokenRequest(t *testing.T) {
 	errs := make([]error, callers)
 	var wg sync.WaitGroup
 	for i := range callers {
-		wg.Go(func() { _, errs[i] = client.CancelRefresh(testContext(t), newID()) })
+		wg.Go(func() { _, errs[i] = client.Cancel(testContext(t), messages.KindRefresh, newID()) })
 	}
 	wg.Wait()
 	elapsed := time.Since(started)
@@ -197,7 +197,7 @@ func TestATokenRetryAfterIsHonouredWithinTheBudget(t *testing.T) {
 	server.ScriptTokens(cckmtest.TokenStep{Status: http.StatusTooManyRequests, RetryAfter: "2"})
 	client := newClient(t, server, cckmclient.Config{Credentials: passwordCreds})
 
-	resp, err := client.CancelRefresh(testContext(t), addJob(server, cckmtest.Refresh))
+	resp, err := client.Cancel(testContext(t), messages.KindRefresh, addJob(server, cckmtest.Refresh))
 	require.NoError(t, err)
 	assert.Equal(t, 1, resp.Attempts)
 	assert.Equal(t, http.StatusOK, resp.HTTPStatus)
@@ -215,7 +215,7 @@ func TestATokenRetryAfterBeyondTheBudgetEndsTheCallAtOnce(t *testing.T) {
 	client := newClient(t, server, cckmclient.Config{Credentials: passwordCreds, RetryBudget: 3 * time.Second})
 
 	started := time.Now()
-	resp, err := client.CancelRefresh(testContext(t), addJob(server, cckmtest.Refresh))
+	resp, err := client.Cancel(testContext(t), messages.KindRefresh, addJob(server, cckmtest.Refresh))
 	require.Error(t, err)
 	assert.Less(t, time.Since(started), time.Second)
 	assert.True(t, cckmclient.Retryable(err))
@@ -223,7 +223,7 @@ func TestATokenRetryAfterBeyondTheBudgetEndsTheCallAtOnce(t *testing.T) {
 	assert.Equal(t, 1, server.TokenRequests())
 
 	// The Retry-After holds the next caller too, rather than let it ask.
-	_, err = client.CancelRefresh(testContext(t), addJob(server, cckmtest.Refresh))
+	_, err = client.Cancel(testContext(t), messages.KindRefresh, addJob(server, cckmtest.Refresh))
 	require.Error(t, err)
 	assert.True(t, cckmclient.Retryable(err))
 	assert.Equal(t, 1, server.TokenRequests())
@@ -240,7 +240,7 @@ func TestAHangingTokenEndpointEndsWithTheCall(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		defer cancel()
 		started := time.Now()
-		resp, err := client.CancelRefresh(ctx, newID())
+		resp, err := client.Cancel(ctx, messages.KindRefresh, newID())
 		require.Error(t, err)
 		assert.Less(t, time.Since(started), time.Second)
 		assert.True(t, isUnreachable(err), "%T: %v", err, err)
@@ -258,7 +258,7 @@ func TestAHangingTokenEndpointEndsWithTheCall(t *testing.T) {
 		})
 
 		started := time.Now()
-		_, err := client.CancelRefresh(testContext(t), newID())
+		_, err := client.Cancel(testContext(t), messages.KindRefresh, newID())
 		require.Error(t, err)
 		assert.Less(t, time.Since(started), budget+500*time.Millisecond)
 		assert.True(t, isUnreachable(err), "%T: %v", err, err)
@@ -273,7 +273,7 @@ func TestACallWhoseContextEndsBeforeTheNextAllowedTokenRequestReturnsAtOnce(t *t
 	server := passwordServer(t, cckmtest.Options{})
 	server.ScriptTokens(cckmtest.TokenStep{Status: http.StatusServiceUnavailable})
 	client := newClient(t, server, cckmclient.Config{Credentials: passwordCreds, MaxAttempts: 1})
-	_, err := client.CancelRefresh(testContext(t), newID())
+	_, err := client.Cancel(testContext(t), messages.KindRefresh, newID())
 	require.Error(t, err)
 	require.Equal(t, 1, server.TokenRequests())
 
@@ -281,7 +281,7 @@ func TestACallWhoseContextEndsBeforeTheNextAllowedTokenRequestReturnsAtOnce(t *t
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		defer cancel()
 		started := time.Now()
-		resp, err := client.CancelRefresh(ctx, newID())
+		resp, err := client.Cancel(ctx, messages.KindRefresh, newID())
 		require.Error(t, err)
 		assert.Less(t, time.Since(started), 200*time.Millisecond, "no point waiting for a request that cannot be sent")
 		assert.True(t, cckmclient.Retryable(err))
@@ -291,7 +291,7 @@ func TestACallWhoseContextEndsBeforeTheNextAllowedTokenRequestReturnsAtOnce(t *t
 		ctx, cancel := context.WithCancel(context.Background())
 		time.AfterFunc(100*time.Millisecond, cancel)
 		started := time.Now()
-		_, err := client.CancelRefresh(ctx, newID())
+		_, err := client.Cancel(ctx, messages.KindRefresh, newID())
 		require.Error(t, err)
 		assert.Less(t, time.Since(started), 500*time.Millisecond)
 	})
@@ -308,7 +308,7 @@ func TestA401RightAfterAGrantRenewsOnceASecondLater(t *testing.T) {
 	id := addJob(server, cckmtest.Refresh)
 	server.Script(id, slices.Repeat([]cckmtest.Step{{Status: http.StatusUnauthorized}}, 10)...)
 
-	resp, err := client.CancelRefresh(testContext(t), id)
+	resp, err := client.Cancel(testContext(t), messages.KindRefresh, id)
 	require.Error(t, err)
 	assert.Equal(t, 401, statusOf(err))
 	assert.Equal(t, 2, resp.Attempts, "the first token, then the renewed one")

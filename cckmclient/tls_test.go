@@ -11,6 +11,7 @@ import (
 
 	"github.com/cckm/cckm-cancel-worker/cckmclient"
 	"github.com/cckm/cckm-cancel-worker/cckmclient/cckmtest"
+	"github.com/cckm/cckm-cancel-worker/messages"
 )
 
 // tlsServer serves HTTPS with a self-signed certificate.
@@ -35,7 +36,7 @@ func TestAnUntrustedCertificateIsRefused(t *testing.T) {
 			client := newClient(t, server, cckmclient.Config{Credentials: tt.creds, MaxAttempts: 2})
 			id := addJob(server, cckmtest.Refresh)
 
-			resp, err := client.CancelRefresh(testContext(t), id)
+			resp, err := client.Cancel(testContext(t), messages.KindRefresh, id)
 			require.Error(t, err)
 			assert.Nil(t, resp.Job)
 			assert.Zero(t, resp.HTTPStatus)
@@ -57,7 +58,7 @@ func TestACAFileMakesTheCertificateTrusted(t *testing.T) {
 	client := newClient(t, server, cckmclient.Config{Credentials: passwordCreds, CAFile: caFile})
 	id := addJob(server, cckmtest.BulkJob)
 
-	resp, err := client.CancelBulkJob(testContext(t), id)
+	resp, err := client.Cancel(testContext(t), messages.KindBulkJob, id)
 	require.NoError(t, err)
 	assert.True(t, resp.Job.Abort)
 	assert.Equal(t, map[string]int{"password": 1}, server.Grants())
@@ -76,7 +77,7 @@ func TestInsecureSkipVerifyWorksAndSaysSo(t *testing.T) {
 	assert.Contains(t, warning, "CCKM_INSECURE_SKIP_VERIFY")
 
 	id := addJob(server, cckmtest.Refresh)
-	resp, err := client.CancelRefresh(testContext(t), id)
+	resp, err := client.Cancel(testContext(t), messages.KindRefresh, id)
 	require.NoError(t, err)
 	assert.True(t, resp.Job.Abort)
 }

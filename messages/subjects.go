@@ -5,21 +5,6 @@ package messages
 
 import "strings"
 
-// Kind names the sort of CipherTrust Manager job a request cancels. It is
-// the last token of the request subject and the "kind" field of a result.
-type Kind string
-
-// The two kinds of job the worker cancels.
-const (
-	// KindRefresh is a refresh of external CipherTrust Manager domains.
-	KindRefresh Kind = "refresh"
-	// KindBulkJob is an AWS KMS bulk job.
-	KindBulkJob Kind = "bulkjob"
-)
-
-// Kinds lists every kind, in a stable order.
-var Kinds = []Kind{KindRefresh, KindBulkJob}
-
 // Subjects and subject prefixes of the contract.
 const (
 	// SubjectPrefix begins every subject the worker uses.
@@ -57,9 +42,6 @@ func (k Kind) SettledSubject() string { return SubjectPrefix + string(k) + ".set
 // DeadLetterSubject is the subject a request of this kind is copied to when
 // its last delivery failed.
 func (k Kind) DeadLetterSubject() string { return SubjectPrefix + "dead." + string(k) }
-
-// Valid reports whether k is one of Kinds.
-func (k Kind) Valid() bool { return k == KindRefresh || k == KindBulkJob }
 
 // KindOfSubject returns the kind whose request subject is subject.
 func KindOfSubject(subject string) (Kind, bool) {

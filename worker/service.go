@@ -2,6 +2,7 @@ package worker
 
 import (
 	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"github.com/nats-io/nats.go/micro"
@@ -89,7 +90,7 @@ func (w *Worker) registerService() (micro.Service, error) {
 		Metadata: map[string]string{
 			"mode":        string(w.cfg.Mode),
 			"concurrency": strconv.Itoa(w.cfg.Concurrency),
-			"requests":    messages.SubjectRefresh + "," + messages.SubjectBulkJob,
+			"requests":    strings.Join(requestSubjects(), ","),
 		},
 		StatsHandler: func(*micro.Endpoint) any { return w.Status() },
 		Endpoint: &micro.EndpointConfig{

@@ -191,7 +191,7 @@ func measureDirect(url string, concurrency, n, lowLoad int) (row, error) {
 	}
 	ctx, cancel := measureContext()
 	defer cancel()
-	if _, err := client.CancelRefresh(ctx, messages.NewRequestID()); err != nil { // log in first
+	if _, err := client.Cancel(ctx, messages.KindRefresh, messages.NewRequestID()); err != nil { // log in first
 		return row{}, err
 	}
 	ids := make([]string, n)
@@ -213,7 +213,7 @@ func measureDirect(url string, concurrency, n, lowLoad int) (row, error) {
 					return
 				}
 				t0 := time.Now()
-				if _, err := client.CancelRefresh(ctx, ids[i]); err != nil {
+				if _, err := client.Cancel(ctx, messages.KindRefresh, ids[i]); err != nil {
 					errs.Add(1)
 				}
 				latencies[i] = time.Since(t0)
@@ -230,7 +230,7 @@ func measureDirect(url string, concurrency, n, lowLoad int) (row, error) {
 	low := make([]time.Duration, 0, lowLoad)
 	for range lowLoad {
 		t0 := time.Now()
-		if _, err := client.CancelRefresh(ctx, messages.NewRequestID()); err != nil {
+		if _, err := client.Cancel(ctx, messages.KindRefresh, messages.NewRequestID()); err != nil {
 			r.errors++
 		}
 		low = append(low, time.Since(t0))
