@@ -151,7 +151,9 @@ func (w *Worker) handleCore(ctx context.Context, kind messages.Kind, msg *nats.M
 // request_id with one already stored is stored under <request_id>.<a new
 // UUID>.result.
 func (w *Worker) finishCore(ctx context.Context, out outcome, reply string) {
-	msgID, err := w.out.publishResult(ctx, &out.result, out.request, true, messages.NewRequestID(), reply)
+	pubCtx, cancel := resultContext(ctx)
+	defer cancel()
+	msgID, err := w.out.publishResult(pubCtx, &out.result, out.request, true, messages.NewRequestID(), reply)
 	if err != nil {
 		w.log.Error().Err(err).Str("request_id", out.result.RequestID).Msg("cannot publish the result")
 		return
@@ -160,6 +162,20 @@ func (w *Worker) finishCore(ctx context.Context, out outcome, reply string) {
 		w.startFollow(ctx, out, msgID)
 	}
 	w.logOutcome(out, 0)
+}
+
+// resultContext is what a core-mode result is published under: ctx's
+// values, and a cancellation that comes publishTimeout after ctx's. Core
+// mode has no redelivery, so a request cut short at the shutdown deadline
+// (when the work context is canceled) must still get its failed result and
+// its reply, within one publish's wait.
+func resultContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	pubCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(publishTimeout, cancel) })
+	return pubCtx, func() {
+		stop()
+		cancel()
+	}
 }
 
 // abandoned turns an outcome cut short by shutdown into a failed result.
