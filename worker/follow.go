@@ -162,6 +162,7 @@ func (w *Worker) cannotFollow(ctx context.Context, out outcome, taskHeader nats.
 // readiness.
 func (w *Worker) runFollow(ctx, workCtx context.Context) {
 	slots := make(chan struct{}, max(4, w.cfg.Concurrency/4))
+	b := budget{slots: slots, holds: make(chan struct{}, cap(slots))}
 	wait := minBindRetry
 	for ctx.Err() == nil {
 		cons, err := w.bindFollowConsumer(ctx)
@@ -178,7 +179,7 @@ func (w *Worker) runFollow(ctx, workCtx context.Context) {
 		if info := cons.CachedInfo(); info != nil && info.Config.AckWait > 0 {
 			ackWait = info.Config.AckWait
 		}
-		err = w.pull(ctx, cons, slots, ackWait, &w.followReady, func(msg jetstream.Msg, release func()) settlement {
+		err = w.pull(ctx, cons, b, ackWait, &w.followReady, func(msg jetstream.Msg, release func()) settlement {
 			defer release()
 			return w.handleFollow(workCtx, msg)
 		})

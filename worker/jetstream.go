@@ -67,7 +67,7 @@ func (w *Worker) runJetStream(ctx, workCtx context.Context) error {
 		}
 		w.log.Info().Str("stream", RequestStream).Str("consumer", ConsumerName).
 			Int("concurrency", w.cfg.Concurrency).Dur("ack_wait", ackWait).Msg("consuming requests")
-		err = w.pull(ctx, cons, w.slots, ackWait, &w.bound, func(msg jetstream.Msg, release func()) settlement {
+		err = w.pull(ctx, cons, budget{slots: w.slots, holds: w.holds}, ackWait, &w.bound, func(msg jetstream.Msg, release func()) settlement {
 			return w.handleRequest(workCtx, msg, release)
 		})
 		if err != nil && ctx.Err() == nil {
@@ -78,25 +78,34 @@ func (w *Worker) runJetStream(ctx, workCtx context.Context) error {
 	return nil
 }
 
-// pull hands messages of cons to handle, each holding a slot of slots,
-// until ctx ends, and settles each as handle decides. Every message is
+// budget bounds what a consumer takes: slots the calls in flight (a
+// handler gives its slot back once CipherTrust Manager's part is over), and
+// holds the messages held, from their arrival until they are settled, so
+// that results NATS is slow to take cannot make the worker pull more and
+// more.
+type budget struct {
+	slots, holds chan struct{}
+}
+
+// pull hands messages of cons to handle, each holding a slot and a hold of
+// b, until ctx ends, and settles each as handle decides. Every message is
 // kept alive from the moment it arrives until it is settled. At a stop it
 // takes no new work: the pull already out is waited for (at most
 // pullExpiry), and what it brings is handed back at once.
 //
 // ready is true from the first pull request until pulling stops.
-func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots chan struct{}, ackWait time.Duration,
+func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, b budget, ackWait time.Duration,
 	ready *atomic.Bool, handle func(jetstream.Msg, func()) settlement) error {
 	defer ready.Store(false)
 	for ctx.Err() == nil {
-		n := reserve(ctx, slots)
+		n := b.reserve(ctx)
 		if n == 0 {
 			break
 		}
 		batch, err := cons.Fetch(n, jetstream.FetchMaxWait(pullExpiry),
 			jetstream.FetchMaxBytes(min(n*pullBytesPerMsg, max(maxPullBytes, w.maxMessageBytes()))))
 		if err != nil {
-			unreserve(slots, n)
+			b.unreserve(n)
 			if consumerGone(err) {
 				return err
 			}
@@ -113,18 +122,19 @@ func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots chan s
 				// Stopping: hand it back, so another instance takes it now.
 				_ = settle(msg, retryIn(0))
 				w.keep.release(msg)
-				unreserve(slots, 1)
+				b.unreserve(1)
 				continue
 			}
-			w.spawn(slots, func(release func()) {
+			w.spawn(b.slots, func(release func()) {
 				s := handle(msg, release)
 				if err := settle(msg, s); err != nil {
 					w.log.Warn().Err(err).Str("subject", msg.Subject()).Msg("cannot settle the message; the server delivers it again")
 				}
 				w.keep.release(msg)
+				<-b.holds
 			})
 		}
-		unreserve(slots, n-received)
+		b.unreserve(n - received)
 		if err := batch.Error(); err != nil {
 			if consumerGone(err) {
 				return err
@@ -149,33 +159,46 @@ func consumerGone(err error) bool {
 	return errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound)
 }
 
-// reserve takes every free slot of slots, waiting for at least one; it
-// returns 0 when ctx ends first.
-func reserve(ctx context.Context, slots chan struct{}) int {
+// reserve takes as many slots and holds as are free, both, waiting for at
+// least one of each; it returns 0 when ctx ends first.
+func (b budget) reserve(ctx context.Context) int {
 	if ctx.Err() != nil {
 		return 0
 	}
 	select {
-	case slots <- struct{}{}:
+	case b.holds <- struct{}{}:
 	case <-ctx.Done():
 		return 0
 	}
+	select {
+	case b.slots <- struct{}{}:
+	case <-ctx.Done():
+		<-b.holds
+		return 0
+	}
 	n := 1
-	for n < cap(slots) {
+	for n < cap(b.slots) {
 		select {
-		case slots <- struct{}{}:
+		case b.holds <- struct{}{}:
+		default:
+			return n
+		}
+		select {
+		case b.slots <- struct{}{}:
 			n++
 		default:
+			<-b.holds
 			return n
 		}
 	}
 	return n
 }
 
-// unreserve gives back n slots.
-func unreserve(slots chan struct{}, n int) {
+// unreserve gives back n slots and holds.
+func (b budget) unreserve(n int) {
 	for range n {
-		<-slots
+		<-b.slots
+		<-b.holds
 	}
 }
 

@@ -15,6 +15,12 @@ import (
 	"github.com/cckm/cckm-cancel-worker/messages"
 )
 
+// heldPerSlot bounds the requests held (called, or publishing their
+// result) per slot: a slot is given back when the call is over, so that the
+// next call starts while a result is published, and up to this many
+// requests per slot may be between pull and settle.
+const heldPerSlot = 2
+
 // Worker consumes cancel requests and publishes their results. Make one
 // with New and call Run.
 type Worker struct {
@@ -28,6 +34,7 @@ type Worker struct {
 
 	out      *outputs        // where results, dead letters, follow tasks and settled events go
 	slots    chan struct{}   // one per call in flight
+	holds    chan struct{}   // one per request held, until it is settled
 	inFlight sync.WaitGroup  // handlers running
 	pool     *goPool         // the goroutines handlers run on
 	keep     *keeper         // InProgress for every message held
@@ -59,6 +66,7 @@ func New(cfg Config, nc *nats.Conn, canceler Canceler, log zerolog.Logger, metri
 		metrics:   metrics,
 		now:       time.Now,
 		slots:     make(chan struct{}, cfg.Concurrency),
+		holds:     make(chan struct{}, heldPerSlot*cfg.Concurrency),
 		pool:      newGoPool(cfg.Concurrency),
 		keep:      newKeeper(),
 		memory:    newDeliveryMemory(cfg.redeliveryHorizon(cfg.AckWait)),
