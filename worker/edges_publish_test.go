@@ -439,3 +439,51 @@ func TestAFollowWhoseSettledEventCannotBeStoredEndsByTheFollowTimeout(t *testing
 		assert.True(t, *settled.Settled, "the settled event went out on core NATS")
 	})
 }
+
+func TestAnOverallStatusTooLongToPublishIsCut(t *testing.T) {
+	// 2 MiB: over the server's max payload on its own, job or no job.
+	status := strings.Repeat("in progress ", (2<<20)/12)
+	body := func(id string) string {
+		return `{"id":"` + id + `","abort":true,"overall_status":"` + status + `"}`
+	}
+	requireCut := func(t *testing.T, got string) {
+		t.Helper()
+		assert.LessOrEqual(t, len(got), messages.MaxOverallStatus, "overall_status is bounded")
+		assert.True(t, strings.HasPrefix(got, "in progress"), "overall_status begins as CipherTrust Manager sent it")
+	}
+
+	t.Run("in the result", func(t *testing.T) {
+		env := newTestEnv(t, cckmtest.Options{})
+		env.startWorker(t, testConfig(ModeJetStream), env.client(t, nil))
+		id := messages.NewRequestID()
+		env.cm.Script(id, cckmtest.Step{Body: body(id)})
+		env.publish(t, messages.KindRefresh, id, nil)
+
+		env.waitStored(t, ResultStream, 1, 10*time.Second)
+		env.requireRequestsDone(t)
+		result, _ := decodeStored(t, env.storedMessages(t, ResultStream)[0])
+		assert.Equal(t, messages.StatusCanceled, result.Status)
+		assert.True(t, result.JobOmitted)
+		requireCut(t, result.OverallStatus)
+		assert.Equal(t, 1, callsOf(env.cm, id, "cancel"))
+	})
+
+	t.Run("in the settled event", func(t *testing.T) {
+		env := newTestEnv(t, cckmtest.Options{SettleAfter: -1})
+		cfg := followConfig(ModeJetStream)
+		cfg.FollowTimeout = time.Second
+		env.startWorker(t, cfg, env.client(t, nil))
+		id := messages.NewRequestID()
+		env.cm.AddJob(cckmtest.Refresh, id)
+		// The cancel as usual, then every poll sees the long status.
+		env.cm.Script(id, append([]cckmtest.Step{{}}, repeatStep(cckmtest.Step{Body: body(id)}, 50)...)...)
+		env.publish(t, messages.KindRefresh, `{"id":"`+id+`","follow":true}`, nil)
+
+		env.waitStored(t, SettledStream, 1, 10*time.Second)
+		settled, _ := decodeStored(t, env.storedMessages(t, SettledStream)[0])
+		require.NotNil(t, settled.Settled)
+		assert.False(t, *settled.Settled, "timed out: the long status is not a terminal one")
+		requireCut(t, settled.OverallStatus)
+		assert.Equal(t, 0, env.storedCount(FollowStream), "the follow ended")
+	})
+}
