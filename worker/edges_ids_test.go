@@ -306,6 +306,18 @@ func TestAnInvalidTraceparentIsNeitherForwardedNorEchoed(t *testing.T) {
 	}
 }
 
+// hasStoredResultFor reports whether the last result stored is job id's.
+func (e *testEnv) hasStoredResultFor(id string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	stream, err := e.js.Stream(ctx, ResultStream)
+	if err != nil {
+		return false
+	}
+	msg, err := stream.GetLastMsgForSubject(ctx, messages.SubjectResults)
+	return err == nil && strings.Contains(string(msg.Data), `"id":"`+id+`"`)
+}
+
 // runUntilSettingError runs a worker with cfg on env and returns what Run
 // returned, failing the test if it does not return in time.
 func (e *testEnv) runUntilSettingError(t *testing.T, cfg Config) (*Worker, error) {
@@ -322,5 +334,87 @@ func (e *testEnv) runUntilSettingError(t *testing.T, cfg Config) (*Worker, error
 	case <-ctx.Done():
 		t.Fatal("Run did not return")
 		return nil, nil
+	}
+}
+
+func TestAResultsStreamThatWouldRefuseResults(t *testing.T) {
+	cases := []struct {
+		name    string
+		setting string
+		spoil   func(*jetstream.StreamConfig)
+		fixed   func(t *testing.T, sc jetstream.StreamConfig)
+	}{
+		{
+			name: "a max_msg_size smaller than a result", setting: "max_msg_size",
+			spoil: func(sc *jetstream.StreamConfig) { sc.MaxMsgSize = 256 },
+			fixed: func(t *testing.T, sc jetstream.StreamConfig) {
+				assert.True(t, sc.MaxMsgSize <= 0 || sc.MaxMsgSize >= minResultMsgSize, "max_msg_size %d", sc.MaxMsgSize)
+			},
+		},
+		{
+			name: "a limit with discard new", setting: "discard",
+			spoil: func(sc *jetstream.StreamConfig) { sc.MaxMsgs, sc.Discard = 1, jetstream.DiscardNew },
+			fixed: func(t *testing.T, sc jetstream.StreamConfig) {
+				assert.Equal(t, jetstream.DiscardOld, sc.Discard)
+			},
+		},
+	}
+	streamConfig := func(t *testing.T, env *testEnv) jetstream.StreamConfig {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		stream, err := env.js.Stream(ctx, ResultStream)
+		require.NoError(t, err)
+		info, err := stream.Info(ctx)
+		require.NoError(t, err)
+		return info.Config
+	}
+	for _, tc := range cases {
+		t.Run(tc.name+" is corrected with provisioning on", func(t *testing.T) {
+			env := newTestEnv(t, cckmtest.Options{AnyJob: true})
+			cfg := testConfig(ModeJetStream)
+			cfg.setDefaults()
+			sc := cfg.resultStreamConfig()
+			tc.spoil(&sc)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err := env.js.CreateStream(ctx, sc)
+			require.NoError(t, err)
+			env.startWorker(t, cfg, env.client(t, nil))
+			tc.fixed(t, streamConfig(t, env))
+
+			// Fill the stream, then one more: its result is stored too.
+			for range 2 {
+				id := messages.NewRequestID()
+				env.publish(t, messages.KindRefresh, id, nil)
+				require.Eventually(t, func() bool { return env.hasStoredResultFor(id) }, 10*time.Second, 10*time.Millisecond,
+					"the result of %s is stored", id)
+			}
+			env.requireRequestsDone(t)
+		})
+
+		t.Run(tc.name+" stops the worker with provisioning off", func(t *testing.T) {
+			env := newTestEnv(t, cckmtest.Options{})
+			cfg := testConfig(ModeJetStream)
+			cfg.setDefaults()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err := env.js.CreateStream(ctx, requestStreamConfig())
+			require.NoError(t, err)
+			_, err = env.js.CreateConsumer(ctx, RequestStream, cfg.consumerConfig())
+			require.NoError(t, err)
+			sc := cfg.resultStreamConfig()
+			tc.spoil(&sc)
+			_, err = env.js.CreateStream(ctx, sc)
+			require.NoError(t, err)
+
+			cfg.Provision = false
+			w, err := env.runUntilSettingError(t, cfg)
+			var settingErr *SettingError
+			require.ErrorAs(t, err, &settingErr)
+			assert.Equal(t, tc.setting, settingErr.Setting)
+			assert.Contains(t, settingErr.Asset, ResultStream)
+			assert.Error(t, w.Ready(), "never ready")
+		})
 	}
 }
