@@ -30,6 +30,11 @@ const (
 	MaxErrorMessage = 1 << 10
 	// MaxReplySubjectLength bounds Cckm-Reply-To.
 	MaxReplySubjectLength = 256
+	// MaxOverallStatus bounds the overall_status a result or settled event
+	// carries. CipherTrust Manager's statuses are a word or two, but the
+	// value is read from its answer: unbounded, one long enough would make
+	// the event too large to publish even without its job.
+	MaxOverallStatus = 256
 )
 
 // ellipsis ends a message that was cut.
@@ -37,11 +42,18 @@ const ellipsis = "…"
 
 // TruncateMessage returns s cut to at most MaxErrorMessage bytes, ending
 // with "…" when cut, and never splitting a UTF-8 sequence.
-func TruncateMessage(s string) string {
-	if len(s) <= MaxErrorMessage {
+func TruncateMessage(s string) string { return truncate(s, MaxErrorMessage) }
+
+// TruncateOverallStatus returns s cut to at most MaxOverallStatus bytes,
+// ending with "…" when cut, and never splitting a UTF-8 sequence.
+func TruncateOverallStatus(s string) string { return truncate(s, MaxOverallStatus) }
+
+// truncate cuts s to at most limit bytes, ending with "…" when cut.
+func truncate(s string, limit int) string {
+	if len(s) <= limit {
 		return s
 	}
-	cut := MaxErrorMessage - len(ellipsis)
+	cut := limit - len(ellipsis)
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}

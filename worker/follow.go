@@ -267,7 +267,7 @@ func followStep(result messages.Result, resp cckmclient.Response, err error, pas
 	if resp.Job != nil {
 		settled.SetJob(resp.Job.Raw)
 		settled.Abort = resp.Job.Abort
-		settled.OverallStatus = resp.Job.OverallStatus
+		settled.OverallStatus = messages.TruncateOverallStatus(resp.Job.OverallStatus)
 		settled.HTTPStatus = resp.HTTPStatus
 	}
 	yes, no := true, false

@@ -99,7 +99,7 @@ func process(ctx context.Context, canceler Canceler, d delivery, now func() time
 	if resp.Job != nil {
 		result.SetJob(resp.Job.Raw)
 		result.Abort = resp.Job.Abort
-		result.OverallStatus = resp.Job.OverallStatus
+		result.OverallStatus = messages.TruncateOverallStatus(resp.Job.OverallStatus)
 	}
 
 	switch {

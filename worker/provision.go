@@ -183,9 +183,15 @@ func (w *Worker) checkRequestStream(ctx context.Context) error {
 	return nil
 }
 
+// minResultMsgSize is the least max_msg_size a results stream may have:
+// the largest result without its job (request_id, id, overall_status and
+// error message at their bounds, each at most six bytes a byte once
+// JSON-escaped, the other fields and the headers) is well under 16 KiB.
+const minResultMsgSize = 16 << 10
+
 // checkResultStream puts right an existing CCKM_CANCEL_RESULTS: it holds
-// every result subject, and drops copies for at least as long as a
-// redelivery can take.
+// every result subject, drops copies for at least as long as a
+// redelivery can take, and takes every result.
 func (w *Worker) checkResultStream(ctx context.Context, ackWait time.Duration) error {
 	stream, err := w.js.Stream(ctx, ResultStream)
 	if err != nil {
@@ -210,6 +216,18 @@ func (w *Worker) checkResultStream(ctx context.Context, ackWait time.Duration) e
 					cfg.MaxAge = horizon
 				}
 			}})
+	}
+	// A stream that refuses results ends requests without one (too small),
+	// or has them delivered again for ever (full, refusing new ones).
+	if cfg.MaxMsgSize > 0 && cfg.MaxMsgSize < minResultMsgSize {
+		fixes = append(fixes, correction{setting: "max_msg_size",
+			problem: fmt.Sprintf("of %d bytes is smaller than a result can be (%d): a request would end without one", cfg.MaxMsgSize, minResultMsgSize),
+			apply:   func() { cfg.MaxMsgSize = -1 }})
+	}
+	if cfg.Discard == jetstream.DiscardNew && (cfg.MaxMsgs > 0 || cfg.MaxBytes > 0 || cfg.MaxMsgsPerSubject > 0) {
+		fixes = append(fixes, correction{setting: "discard",
+			problem: "is new with a limit: once full the stream stores no result, and requests would be delivered again for ever",
+			apply:   func() { cfg.Discard, cfg.DiscardNewPerSubject = jetstream.DiscardOld, false }})
 	}
 	if err := w.correct("stream "+ResultStream, fixes); err != nil || len(fixes) == 0 {
 		return err
