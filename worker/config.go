@@ -90,6 +90,10 @@ type Config struct {
 	// delays and the ack wait it bounds how long a redelivery can take,
 	// which the results stream's duplicate window must cover.
 	CallBudget time.Duration
+
+	// publishBudget bounds the tries of one publish within a delivery;
+	// defaultPublishBudget but in tests.
+	publishBudget time.Duration
 }
 
 // Defaults for Config.
@@ -144,6 +148,9 @@ func (c *Config) setDefaults() {
 	if c.CallBudget <= 0 {
 		c.CallBudget = DefaultCallBudget
 	}
+	if c.publishBudget <= 0 {
+		c.publishBudget = defaultPublishBudget
+	}
 }
 
 func (c *Config) validate() error {
@@ -174,7 +181,7 @@ func (c *Config) redeliveryDelay(delivered int, retryAfter time.Duration) time.D
 func (c *Config) redeliveryHorizon(ackWait time.Duration) time.Duration {
 	var total time.Duration
 	for n := 1; n <= c.MaxDeliveries; n++ {
-		total += c.CallBudget + publishBudget + ackWait + c.redeliveryDelay(n, 0)
+		total += c.CallBudget + c.publishBudget + ackWait + c.redeliveryDelay(n, 0)
 	}
 	return total
 }

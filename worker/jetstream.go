@@ -266,6 +266,19 @@ func (w *Worker) handleRequest(ctx context.Context, msg jetstream.Msg, release f
 		deliveries: deliveries, sequence: meta.Sequence.Stream, subject: msg.Subject(),
 		firstDelivery: deliveries == 1 && prior.finished == nil,
 	})
+	if err != nil && !isPermanent(err) && deliveries >= w.cfg.MaxDeliveries {
+		// The stream has not taken the result for WORKER_MAX_DELIVERIES
+		// deliveries (full, out of storage): the most that can be done is to
+		// send it on core NATS, and end the request rather than loop.
+		msg := eventMessage(out.result.Kind.ResultSubject(), out.result, messages.ResultMsgID(out.result.RequestID), out.request.Traceparent)
+		if coreErr := w.nc.PublishMsg(msg); coreErr == nil {
+			w.out.sendReplies(msg, out.result.RequestID, out.request.ReplyTo)
+			w.log.Error().Err(err).Str("request_id", out.request.RequestID).Int("deliveries", deliveries).
+				Msg("the results stream did not store the result on any delivery; sent it on core NATS only and ended the request")
+			w.memory.forget(key)
+			return terminate("the result could not be stored")
+		}
+	}
 	if err != nil && !isPermanent(err) {
 		// NATS did not take the result in time: keep the outcome, so that the
 		// next delivery here publishes it without calling again.

@@ -30,8 +30,9 @@ import (
 const (
 	// publishTimeout bounds the wait for one stream acknowledgement.
 	publishTimeout = 5 * time.Second
-	// publishBudget bounds all tries of one publish within a delivery.
-	publishBudget = 15 * time.Second
+	// defaultPublishBudget bounds all tries of one publish within a
+	// delivery (Config.publishBudget).
+	defaultPublishBudget = 15 * time.Second
 	// Back-off between tries of a publish.
 	minPublishRetry = 50 * time.Millisecond
 	maxPublishRetry = 2 * time.Second
@@ -79,12 +80,14 @@ type outputs struct {
 	metrics   *Metrics
 	counts    *counters
 	provision bool
+	// publishBudget bounds all tries of one publish.
+	publishBudget time.Duration
 
 	results, deadLetters, follows, settled output
 }
 
 func newOutputs(cfg *Config, nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger, metrics *Metrics, counts *counters) *outputs {
-	o := &outputs{nc: nc, js: js, log: log, metrics: metrics, counts: counts, provision: cfg.Provision}
+	o := &outputs{nc: nc, js: js, log: log, metrics: metrics, counts: counts, provision: cfg.Provision, publishBudget: cfg.publishBudget}
 	o.results = output{what: "result", stream: cfg.resultStreamConfig}
 	o.deadLetters = output{what: "dead_letter", stream: deadLetterStreamConfig}
 	o.follows = output{what: "follow_task", stream: followStreamConfig}
@@ -104,7 +107,7 @@ func (o *outputs) all() []*output {
 // created again when provisioning is on; else the output falls back to
 // core NATS, with a log line. tries is how many publishes were sent.
 func (o *outputs) publish(ctx context.Context, out *output, msg *nats.Msg) (ack *jetstream.PubAck, tries int, err error) {
-	deadline := time.Now().Add(publishBudget)
+	deadline := time.Now().Add(o.publishBudget)
 	wait := minPublishRetry
 	for {
 		tries++
