@@ -24,7 +24,9 @@ const (
 // once, so that requests already received are still handled, until the
 // shutdown deadline.
 func (w *Worker) runCore(ctx, workCtx context.Context) error {
-	w.setUpCoreOutputs(ctx)
+	if err := w.setUpCoreOutputs(ctx); err != nil {
+		return err
+	}
 	w.warnOfRequestStream(ctx)
 	var subs []*nats.Subscription
 	for _, kind := range messages.Kinds {
@@ -88,11 +90,15 @@ func (w *Worker) warnOfRequestStream(ctx context.Context) {
 
 // setUpCoreOutputs looks for (or creates) the result and dead-letter
 // streams. Core mode works without JetStream: then results go out on core
-// NATS only.
-func (w *Worker) setUpCoreOutputs(ctx context.Context) {
+// NATS only. Only a stream with a setting it may not correct stops it.
+func (w *Worker) setUpCoreOutputs(ctx context.Context) error {
 	lookupCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := w.setUpOutputs(lookupCtx); err != nil {
+		var settingErr *SettingError
+		if errors.As(err, &settingErr) {
+			return err
+		}
 		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
 			w.log.Info().Msg("JetStream is not enabled: results are published on core NATS only")
 		} else {
@@ -102,6 +108,7 @@ func (w *Worker) setUpCoreOutputs(ctx context.Context) {
 			out.stored.Store(false)
 		}
 	}
+	return nil
 }
 
 // receiveCore runs in the subscription's callback: it waits for a slot,

@@ -189,6 +189,32 @@ func (w *Worker) checkRequestStream(ctx context.Context) error {
 // JSON-escaped, the other fields and the headers) is well under 16 KiB.
 const minResultMsgSize = 16 << 10
 
+// checkStreamSubjects puts right an existing output stream made by an
+// older worker (or by hand) that lacks subjects of want, those of kinds
+// added since: they are added in place, its messages kept. Without them a
+// dead letter, follow task or settled event of a new kind would find no
+// stream.
+func (w *Worker) checkStreamSubjects(ctx context.Context, want jetstream.StreamConfig) error {
+	stream, err := w.js.Stream(ctx, want.Name)
+	if err != nil {
+		return fmt.Errorf("look up stream %s: %w", want.Name, err)
+	}
+	cfg := stream.CachedInfo().Config
+	missing := uncovered(cfg.Subjects, want.Subjects)
+	if len(missing) == 0 {
+		return nil
+	}
+	fix := correction{setting: "subjects", problem: "lacks " + strings.Join(missing, ", "),
+		apply: func() { cfg.Subjects = append(cfg.Subjects, missing...) }}
+	if err := w.correct("stream "+want.Name, []correction{fix}); err != nil {
+		return err
+	}
+	if _, err := w.js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("update stream %s: %w", want.Name, err)
+	}
+	return nil
+}
+
 // checkResultStream puts right an existing CCKM_CANCEL_RESULTS: it holds
 // every result subject, drops copies for at least as long as a
 // redelivery can take, and takes every result.
@@ -320,9 +346,15 @@ func subjectMatches(pattern, subject string) bool {
 // stream exists is settled here, once, not found out by publishing.
 func (w *Worker) setUpOutputs(ctx context.Context) error {
 	for _, out := range w.out.all() {
-		stored, err := w.ensureStream(ctx, out.stream())
+		want := out.stream()
+		stored, err := w.ensureStream(ctx, want)
 		if err != nil {
 			return err
+		}
+		if stored {
+			if err := w.checkStreamSubjects(ctx, want); err != nil {
+				return err
+			}
 		}
 		out.stored.Store(stored)
 	}
