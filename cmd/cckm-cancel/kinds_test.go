@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -293,4 +295,28 @@ func TestEveryKindIsCanceledThroughAWorker(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The README's table of kinds says what the kinds table says, row for row,
+// so that a family added to the table is documented too.
+func TestTheREADMETableOfKindsIsTheKindsTable(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	require.NoError(t, err)
+	const header = "| kind | subject | cancels | CipherTrust Manager collection |"
+	_, table, found := strings.Cut(string(data), header+"\n|---|---|---|---|\n")
+	require.True(t, found, "README.md has no table headed %s", header)
+	table, _, _ = strings.Cut(table, "\n\n")
+	var rows [][]string
+	for line := range strings.SplitSeq(table, "\n") {
+		var cells []string
+		for cell := range strings.SplitSeq(strings.Trim(line, "|"), "|") {
+			cells = append(cells, strings.Trim(strings.TrimSpace(cell), "`"))
+		}
+		rows = append(rows, cells)
+	}
+	var want [][]string
+	for _, info := range messages.KindTable() {
+		want = append(want, []string{string(info.Kind), info.Kind.RequestSubject(), info.Job, info.Collection})
+	}
+	assert.Equal(t, want, rows)
 }
