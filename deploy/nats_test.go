@@ -115,13 +115,22 @@ func TestDeployNatsHoldsOnlyKnownFiles(t *testing.T) {
 // The values written out in worker/provision.go and worker/follow.go,
 // checked field by field so that a failure names the field.
 func TestTheStreamFilesHoldWhatTheWorkerProvisions(t *testing.T) {
+	requestSubjects := make([]string, 0, len(messages.Kinds))
 	deadSubjects := make([]string, 0, len(messages.Kinds))
 	followSubjects := make([]string, 0, len(messages.Kinds))
 	for _, kind := range messages.Kinds {
+		requestSubjects = append(requestSubjects, kind.RequestSubject())
 		deadSubjects = append(deadSubjects, kind.DeadLetterSubject())
 		followSubjects = append(followSubjects, messages.SubjectPrefix+"follow."+string(kind))
 	}
-	assert.Equal(t, []string{"cckm.cancel.follow.refresh", "cckm.cancel.follow.bulkjob"}, followSubjects)
+	// The kinds table's 16 families, a few of them spelt out, so that a
+	// row lost from the table fails here as well as in the files.
+	for _, subjects := range [][]string{requestSubjects, deadSubjects, followSubjects} {
+		assert.Len(t, subjects, 16)
+	}
+	assert.Contains(t, requestSubjects, "cckm.cancel.azure-bulkjob")
+	assert.Contains(t, deadSubjects, "cckm.cancel.dead.sap-sync")
+	assert.Contains(t, followSubjects, "cckm.cancel.follow.luna-sync")
 	for _, tc := range []struct {
 		stream     string
 		subjects   []string
@@ -129,7 +138,7 @@ func TestTheStreamFilesHoldWhatTheWorkerProvisions(t *testing.T) {
 		maxAge     time.Duration
 		duplicates time.Duration
 	}{
-		{worker.RequestStream, []string{messages.SubjectRefresh, messages.SubjectBulkJob}, jetstream.WorkQueuePolicy, 0, 2 * time.Minute},
+		{worker.RequestStream, requestSubjects, jetstream.WorkQueuePolicy, 0, 2 * time.Minute},
 		{worker.ResultStream, []string{messages.SubjectResults}, jetstream.LimitsPolicy, worker.DefaultResultRetention, worker.DefaultDuplicateWindow},
 		{worker.DeadLetterStream, deadSubjects, jetstream.LimitsPolicy, 30 * 24 * time.Hour, 2 * time.Minute},
 		{worker.FollowStream, followSubjects, jetstream.WorkQueuePolicy, 0, 10 * time.Minute},

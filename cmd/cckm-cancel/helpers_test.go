@@ -133,9 +133,17 @@ func fakeCM(t *testing.T) *cckmtest.Server {
 // ends, and waits until it is ready.
 func startWorker(t *testing.T, ns *server.Server, cm *cckmtest.Server, mode worker.Mode) (stop func()) {
 	t.Helper()
+	return startWorkerAt(t, ns, cm.URL(), cckmclient.Credentials{Username: "worker", Password: "worker-password"}, mode)
+}
+
+// startWorkerAt runs a real worker in mode against ns and the CipherTrust
+// Manager at baseURL, logging in with creds, until the test ends, and
+// waits until it is ready.
+func startWorkerAt(t *testing.T, ns *server.Server, baseURL string, creds cckmclient.Credentials, mode worker.Mode) (stop func()) {
+	t.Helper()
 	client, err := cckmclient.New(cckmclient.Config{
-		BaseURL:     cm.URL(),
-		Credentials: cckmclient.Credentials{Username: "worker", Password: "worker-password"},
+		BaseURL:     baseURL,
+		Credentials: creds,
 		Timeout:     2 * time.Second,
 		MaxAttempts: 2,
 		RetryBudget: 5 * time.Second,

@@ -2,7 +2,14 @@
 // Manager CCKM jobs and waits for its answers: the producer side of the
 // contract, for incident response.
 //
-//	cckm-cancel [flags] refresh|bulkjob [id...]
+//	cckm-cancel [flags] KIND [id...]
+//	cckm-cancel kinds [--json]
+//
+// KIND is one of the kinds of CCKM job the worker cancels: the last token of
+// its request subject, such as refresh, bulkjob, azure-bulkjob or
+// google-sync. "cckm-cancel kinds" lists them all, with their subjects and
+// what each cancels, from the one table of kinds the worker reads too; an
+// unknown kind exits 2 and names the kinds that are close to it.
 //
 // Job ids come from the arguments, from --file (one id per line; blank
 // lines and # comments ignored; "-" is standard input), and, when neither
@@ -31,9 +38,11 @@
 // no_responders, duplicate, publish_failed or interrupted.
 //
 // With --follow the request asks the worker to follow the job to its end
-// (contract §6), and for each request that ended canceled the command also
-// waits, up to --follow-timeout, for the settled event with the same
-// request_id on cckm.cancel.<kind>.settled (or on the Cckm-Reply-To subject).
+// (poll it until CipherTrust Manager reports it completed or failed, and
+// publish a settled event), and for each request that ended canceled the
+// command also waits, up to --follow-timeout, for the settled event with
+// the same request_id on cckm.cancel.<kind>.settled (or on the
+// Cckm-Reply-To subject).
 //
 // Exit status: 0 when every request ended canceled (and, with --follow,
 // settled true); 1 when any did not; 2 for a usage error, a bad id, or no
@@ -46,8 +55,8 @@
 // --tlskey (NATS_CA, NATS_CERT, NATS_KEY, or the worker's NATS_CA_FILE,
 // NATS_CERT_FILE, NATS_KEY_FILE), and --context (NATS_CONTEXT, else the
 // context selected in the nats CLI's context.txt). A flag wins over its
-// variable, which wins over the context. README.md here says it all at
-// more length.
+// variable, which wins over the context. The repository's README.md says
+// it all at more length.
 package main
 
 import (
@@ -91,6 +100,10 @@ func run(ctx context.Context, args []string, env func(string) string, stdin io.R
 	if err != nil {
 		return fail(err)
 	}
+	if cfg.listKinds {
+		printKinds(stdout, cfg.json)
+		return exitCanceled
+	}
 	ids, err := collectIDs(cfg.ids, cfg.file, stdin, stderr)
 	if err != nil {
 		return fail(err)
@@ -124,6 +137,7 @@ func run(ctx context.Context, args []string, env func(string) string, stdin io.R
 
 // config is everything the command line says.
 type config struct {
+	listKinds     bool // the kinds subcommand: list the kinds, send nothing
 	kind          messages.Kind
 	ids           []string
 	file          string
@@ -142,14 +156,22 @@ const (
 	defaultConcurrency   = 32
 )
 
-const usageText = `Usage: cckm-cancel [flags] refresh|bulkjob [id...]
+// usageText is what -h prints before the flags; its kinds come from the
+// kinds table.
+func usageText() string {
+	return `Usage: cckm-cancel [flags] KIND [id...]
+       cckm-cancel kinds [--json]
 
-Asks the cancellation worker to cancel CipherTrust Manager jobs and waits for
-each result. Ids come from the arguments, --file, or standard input.
+Asks the cancellation worker to cancel CipherTrust Manager jobs of one KIND and
+waits for each result. Ids come from the arguments, --file, or standard input.
+"cckm-cancel kinds" lists the kinds with their subjects.
 Exit status: 0 all canceled, 1 any not canceled, 2 usage or connection error.
 
+Kinds:
+` + kindsUsage() + `
 Flags:
 `
+}
 
 // parseArgs reads the command line. Flags may come before or after the
 // kind and the ids.
@@ -161,7 +183,7 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	printUsage := func() {
-		fmt.Fprint(stderr, usageText)
+		fmt.Fprint(stderr, usageText())
 		fs.SetOutput(stderr)
 		fs.PrintDefaults()
 		fs.SetOutput(io.Discard)
@@ -182,7 +204,7 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.send.timeout, "timeout", defaultTimeout, "how long to wait for each request's result")
 	fs.DurationVar(&cfg.send.followTimeout, "follow-timeout", defaultFollowTimeout, "with --follow, how long to wait for each settled event after the result")
 	fs.BoolVar(&cfg.follow, "follow", false, "ask the worker to follow each job to its end and wait for the settled events")
-	fs.BoolVar(&cfg.json, "json", false, "print JSON lines, each result as received, instead of a table")
+	fs.BoolVar(&cfg.json, "json", false, "print JSON lines, each result as received (with kinds, each kind), instead of a table")
 	fs.StringVar(&cfg.requestPrefix, "request-prefix", "", "request_id = `PREFIX` + 1, 2, ... (default a random UUID per request)")
 	fs.IntVar(&cfg.send.concurrency, "concurrency", defaultConcurrency, "requests awaiting their result at once")
 	fs.StringVar(&cfg.progress, "progress", "auto", "progress line on standard error: auto (a terminal and more than 10 ids), always, never")
@@ -195,11 +217,17 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 		return cfg, err
 	}
 	if len(positional) == 0 {
-		return cfg, errors.New("missing the kind of job: refresh or bulkjob (-h for help)")
+		return cfg, fmt.Errorf("missing the kind of job (%s %s lists them; -h for help)", commandName, kindsCommand)
 	}
-	cfg.kind = messages.Kind(positional[0])
-	if !cfg.kind.Valid() {
-		return cfg, fmt.Errorf("unknown kind of job %q: refresh or bulkjob", positional[0])
+	if positional[0] == kindsCommand {
+		if len(positional) > 1 {
+			return cfg, fmt.Errorf("%s takes no arguments, got %q", kindsCommand, positional[1])
+		}
+		cfg.listKinds = true
+		return cfg, nil
+	}
+	if cfg.kind, err = parseKind(positional[0]); err != nil {
+		return cfg, err
 	}
 	cfg.ids = positional[1:]
 	cfg.send.follow = cfg.follow
