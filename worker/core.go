@@ -94,7 +94,7 @@ func (w *Worker) warnOfRequestStream(ctx context.Context) {
 func (w *Worker) setUpCoreOutputs(ctx context.Context) error {
 	lookupCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := w.setUpOutputs(lookupCtx); err != nil {
+	if err := w.assets.setUpOutputs(lookupCtx); err != nil {
 		var settingErr *SettingError
 		if errors.As(err, &settingErr) {
 			return err
@@ -165,8 +165,8 @@ func (w *Worker) finishCore(ctx context.Context, out outcome, reply string) {
 		w.log.Error().Err(err).Str("request_id", out.result.RequestID).Msg("cannot publish the result")
 		return
 	}
-	if w.wantsFollow(out) {
-		w.startFollow(ctx, out, msgID)
+	if w.follow.wantsFollow(out) {
+		w.follow.startFollow(ctx, out, msgID)
 	}
 	w.logOutcome(out, 0)
 }

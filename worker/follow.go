@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
 	"github.com/cckm/cckm-cancel-worker/cckmclient"
 	"github.com/cckm/cckm-cancel-worker/messages"
@@ -85,14 +86,25 @@ func (c *Config) followConsumerConfig() jetstream.ConsumerConfig {
 	}
 }
 
+// follower follows canceled jobs to their end: it stores follow tasks,
+// polls them, and publishes settled events.
+type follower struct {
+	cfg      *Config
+	canceler Canceler
+	out      *outputs
+	assets   *provisioner
+	log      zerolog.Logger
+	now      func() time.Time
+}
+
 // HeaderSettledMsgID carries, on a follow task, the Nats-Msg-Id its
 // settled event is published with: <result id>.settled, so that two
 // requests that share a request_id settle apart.
 const HeaderSettledMsgID = "Cckm-Settled-Msg-Id"
 
 // wantsFollow reports whether a result should be followed.
-func (w *Worker) wantsFollow(out outcome) bool {
-	return out.result.Status == messages.StatusCanceled && (w.cfg.Follow || out.request.Follow)
+func (f *follower) wantsFollow(out outcome) bool {
+	return out.result.Status == messages.StatusCanceled && (f.cfg.Follow || out.request.Follow)
 }
 
 // settledMsgID is the settled event's Nats-Msg-Id for a result stored
@@ -106,13 +118,13 @@ func settledMsgID(resultMsgID string) string {
 // task that cannot be stored (no stream, or NATS does not take it in time)
 // is not retried by delivering the request again, which would call
 // CipherTrust Manager again: the follow ends at once with settled: false.
-func (w *Worker) startFollow(ctx context.Context, out outcome, resultMsgID string) {
+func (f *follower) startFollow(ctx context.Context, out outcome, resultMsgID string) {
 	base := strings.TrimSuffix(resultMsgID, ".result")
 	msg := nats.NewMsg(followSubject(out.result.Kind))
 	msg.Data = out.result.AppendJSON(nil)
 	msg.Header.Set(messages.HeaderMsgID, base+".follow")
 	msg.Header.Set(HeaderSettledMsgID, settledMsgID(resultMsgID))
-	msg.Header.Set(HeaderFollowDeadline, w.now().Add(w.cfg.FollowTimeout).UTC().Format(time.RFC3339Nano))
+	msg.Header.Set(HeaderFollowDeadline, f.now().Add(f.cfg.FollowTimeout).UTC().Format(time.RFC3339Nano))
 	if out.request.ReplyTo != "" {
 		msg.Header.Set(messages.HeaderReplyTo, out.request.ReplyTo)
 	}
@@ -120,23 +132,23 @@ func (w *Worker) startFollow(ctx context.Context, out outcome, resultMsgID strin
 		msg.Header.Set(messages.HeaderTraceparent, out.request.Traceparent)
 	}
 	err := errNoFollowStream
-	if w.out.follows.stored.Load() {
-		err = w.publishFollowTask(ctx, msg, &out)
+	if f.out.follows.stored.Load() {
+		err = f.publishFollowTask(ctx, msg, &out)
 	}
 	if err != nil {
-		w.cannotFollow(ctx, out, msg.Header, err)
+		f.cannotFollow(ctx, out, msg.Header, err)
 	}
 }
 
 // publishFollowTask publishes a follow task; one too large is sent again
 // without the job.
-func (w *Worker) publishFollowTask(ctx context.Context, msg *nats.Msg, out *outcome) error {
-	_, _, err := w.out.publish(ctx, &w.out.follows, msg)
+func (f *follower) publishFollowTask(ctx context.Context, msg *nats.Msg, out *outcome) error {
+	_, _, err := f.out.publish(ctx, &f.out.follows, msg)
 	if isPermanent(err) && len(out.result.Job) > 0 {
 		task := out.result
 		task.Job, task.JobOmitted = nil, true
 		msg.Data = task.AppendJSON(nil)
-		_, _, err = w.out.publish(ctx, &w.out.follows, msg)
+		_, _, err = f.out.publish(ctx, &f.out.follows, msg)
 	}
 	return err
 }
@@ -147,13 +159,13 @@ var errNoFollowStream = errors.New("no stream " + FollowStream + " (or NATS has 
 // cannotFollow handles a follow task that could not be stored: it logs why
 // and publishes settled: false at once, so that a producer waiting for the
 // settled event is not left waiting.
-func (w *Worker) cannotFollow(ctx context.Context, out outcome, taskHeader nats.Header, err error) {
-	w.log.Warn().Err(err).Str("request_id", out.result.RequestID).Msg("cannot follow the job")
+func (f *follower) cannotFollow(ctx context.Context, out outcome, taskHeader nats.Header, err error) {
+	f.log.Warn().Err(err).Str("request_id", out.result.RequestID).Msg("cannot follow the job")
 	no := false
 	settled := out.result
 	settled.Settled = &no
-	if err := w.publishSettled(ctx, settled, taskHeader); err != nil {
-		w.log.Warn().Err(err).Str("request_id", out.result.RequestID).Msg("cannot publish the settled event")
+	if err := f.publishSettled(ctx, settled, taskHeader); err != nil {
+		f.log.Warn().Err(err).Str("request_id", out.result.RequestID).Msg("cannot publish the settled event")
 	}
 }
 
@@ -165,7 +177,7 @@ func (w *Worker) runFollow(ctx, workCtx context.Context) {
 	b := budget{slots: slots, holds: make(chan struct{}, cap(slots))}
 	wait := minBindRetry
 	for ctx.Err() == nil {
-		cons, err := w.bindFollowConsumer(ctx)
+		cons, err := w.assets.bindFollowConsumer(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
 				w.log.Warn().Err(err).Dur("retry_in", wait).Msg("cannot bind the follow consumer; follows wait")
@@ -181,7 +193,7 @@ func (w *Worker) runFollow(ctx, workCtx context.Context) {
 		}
 		err = w.pull(ctx, cons, b, ackWait, &w.followReady, func(msg jetstream.Msg, release func()) settlement {
 			defer release()
-			return w.handleFollow(workCtx, msg)
+			return w.follow.handleFollow(workCtx, msg)
 		})
 		if err != nil && ctx.Err() == nil {
 			w.log.Error().Err(err).Msg("following stopped; binding again")
@@ -190,37 +202,18 @@ func (w *Worker) runFollow(ctx, workCtx context.Context) {
 	}
 }
 
-func (w *Worker) bindFollowConsumer(ctx context.Context) (jetstream.Consumer, error) {
-	exists, err := w.ensureStream(ctx, followStreamConfig())
-	if err != nil {
-		return nil, err
-	}
-	if !exists {
-		return nil, fmt.Errorf("stream %s does not exist and WORKER_PROVISION is false", FollowStream)
-	}
-	cons, err := w.js.Consumer(ctx, FollowStream, FollowConsumer)
-	if err == nil || !errors.Is(err, jetstream.ErrConsumerNotFound) || !w.cfg.Provision {
-		return cons, err
-	}
-	cons, err = w.js.CreateConsumer(ctx, FollowStream, w.cfg.followConsumerConfig())
-	if errors.Is(err, jetstream.ErrConsumerExists) {
-		return w.js.Consumer(ctx, FollowStream, FollowConsumer)
-	}
-	return cons, err
-}
-
 // handleFollow polls one follow task once and decides how the delivery
 // ends: handed back to poll again later, or acked once the settled event
 // is out. Past the deadline, the follow ends whatever fails.
-func (w *Worker) handleFollow(ctx context.Context, msg jetstream.Msg) settlement {
+func (f *follower) handleFollow(ctx context.Context, msg jetstream.Msg) settlement {
 	var result messages.Result
 	if err := json.Unmarshal(msg.Data(), &result); err != nil || !result.Kind.Valid() || !messages.IsUUID(result.ID) {
-		w.log.Error().Str("subject", msg.Subject()).Msg("malformed follow task; terminating it")
+		f.log.Error().Str("subject", msg.Subject()).Msg("malformed follow task; terminating it")
 		return terminate("malformed follow task")
 	}
 	deadline, err := time.Parse(time.RFC3339Nano, msg.Headers().Get(HeaderFollowDeadline))
 	if err != nil {
-		deadline = w.now() // no deadline: look once
+		deadline = f.now() // no deadline: look once
 	}
 	polls := 1
 	if meta, err := msg.Metadata(); err == nil {
@@ -231,28 +224,28 @@ func (w *Worker) handleFollow(ctx context.Context, msg jetstream.Msg) settlement
 	if !messages.ValidTraceparent(tp) {
 		tp = ""
 	}
-	resp, err := w.canceler.Get(cckmclient.WithTraceparent(ctx, tp), result.Kind, result.ID)
+	resp, err := f.canceler.Get(cckmclient.WithTraceparent(ctx, tp), result.Kind, result.ID)
 	if ctx.Err() != nil {
 		return retryIn(0) // stopping: another instance takes it
 	}
-	pastDeadline := !w.now().Before(deadline)
-	settled, final := followStep(result, resp, err, pastDeadline, w.now())
+	pastDeadline := !f.now().Before(deadline)
+	settled, final := followStep(result, resp, err, pastDeadline, f.now())
 	if !final {
-		delay := w.cfg.followDelay(polls)
-		if untilDeadline := deadline.Sub(w.now()); untilDeadline < delay {
+		delay := f.cfg.followDelay(polls)
+		if untilDeadline := deadline.Sub(f.now()); untilDeadline < delay {
 			delay = max(untilDeadline, 0)
 		}
 		return retryIn(delay)
 	}
-	if err := w.publishSettled(ctx, settled, msg.Headers()); err != nil {
+	if err := f.publishSettled(ctx, settled, msg.Headers()); err != nil {
 		if !isPermanent(err) && !pastDeadline {
-			w.log.Error().Err(err).Msg("cannot publish the settled event; trying again")
-			return retryIn(w.cfg.RetryDelay)
+			f.log.Error().Err(err).Msg("cannot publish the settled event; trying again")
+			return retryIn(f.cfg.RetryDelay)
 		}
-		w.log.Error().Err(err).Str("request_id", settled.RequestID).Msg("cannot publish the settled event; the follow ends without one")
+		f.log.Error().Err(err).Str("request_id", settled.RequestID).Msg("cannot publish the settled event; the follow ends without one")
 		return terminate("the settled event cannot be published")
 	}
-	w.log.Info().Str("request_id", settled.RequestID).Str("kind", string(settled.Kind)).Str("id", settled.ID).
+	f.log.Info().Str("request_id", settled.RequestID).Str("kind", string(settled.Kind)).Str("id", settled.ID).
 		Bool("settled", *settled.Settled).Str("overall_status", settled.OverallStatus).Int("polls", polls).
 		Msg("follow done")
 	return ack()
@@ -289,7 +282,7 @@ func followStep(result messages.Result, resp cckmclient.Response, err error, pas
 
 // publishSettled publishes a settled event, stored where a stream holds
 // the settled subjects, and sends it to the request's reply subject.
-func (w *Worker) publishSettled(ctx context.Context, settled messages.Result, taskHeader nats.Header) error {
+func (f *follower) publishSettled(ctx context.Context, settled messages.Result, taskHeader nats.Header) error {
 	msgID := taskHeader.Get(HeaderSettledMsgID)
 	if msgID == "" {
 		msgID = messages.SettledMsgID(settled.RequestID)
@@ -298,7 +291,7 @@ func (w *Worker) publishSettled(ctx context.Context, settled messages.Result, ta
 	if !messages.ValidTraceparent(tp) {
 		tp = ""
 	}
-	msg, _, _, err := w.out.publishEvent(ctx, &w.out.settled, settled.Kind.SettledSubject(), &settled, msgID, tp)
+	msg, _, _, err := f.out.publishEvent(ctx, &f.out.settled, settled.Kind.SettledSubject(), &settled, msgID, tp)
 	if err != nil {
 		return fmt.Errorf("publish settled %s: %w", settled.RequestID, err)
 	}
@@ -306,7 +299,7 @@ func (w *Worker) publishSettled(ctx context.Context, settled messages.Result, ta
 	if messages.CheckReplySubject(reply) != nil {
 		reply = ""
 	}
-	w.out.sendReplies(msg, settled.RequestID, reply)
+	f.out.sendReplies(msg, settled.RequestID, reply)
 	return nil
 }
 

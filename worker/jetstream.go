@@ -46,7 +46,7 @@ const (
 func (w *Worker) runJetStream(ctx, workCtx context.Context) error {
 	wait := minBindRetry
 	for ctx.Err() == nil {
-		cons, err := w.bindConsumer(ctx)
+		cons, err := w.assets.bindConsumer(ctx)
 		var settingErr *SettingError
 		if errors.As(err, &settingErr) {
 			return err
@@ -315,8 +315,8 @@ func (w *Worker) publishOutcome(ctx context.Context, out *outcome, d delivery, i
 		w.log.Error().Err(err).Str("request_id", out.result.RequestID).Msg("the result can never be published; ending the request without one")
 		return terminate("the result cannot be published"), err
 	}
-	if w.wantsFollow(*out) {
-		w.startFollow(ctx, *out, msgID)
+	if w.follow.wantsFollow(*out) {
+		w.follow.startFollow(ctx, *out, msgID)
 	}
 	if out.deadLetter {
 		dead := deadLetterInfo{deliveries: info.deliveries, attempts: out.attempts, sequence: info.sequence, subject: info.subject}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
 	"github.com/cckm/cckm-cancel-worker/messages"
 )
@@ -24,6 +25,15 @@ type SettingError struct {
 
 func (e *SettingError) Error() string {
 	return fmt.Sprintf("%s: %s %s (WORKER_PROVISION=false: not corrected)", e.Asset, e.Setting, e.Problem)
+}
+
+// provisioner finds, creates and checks the streams and consumers the
+// worker uses: the only part that changes JetStream assets.
+type provisioner struct {
+	js  jetstream.JetStream
+	cfg *Config
+	log zerolog.Logger
+	out *outputs
 }
 
 // requestSubjects lists the request subject of every kind.
@@ -108,25 +118,25 @@ func (c *Config) consumerConfig() jetstream.ConsumerConfig {
 
 // ensureStream returns whether the named stream exists, creating it from
 // cfg when provisioning is on.
-func (w *Worker) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) (bool, error) {
-	_, err := w.js.Stream(ctx, cfg.Name)
+func (p *provisioner) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) (bool, error) {
+	_, err := p.js.Stream(ctx, cfg.Name)
 	if err == nil {
 		return true, nil
 	}
 	if !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return false, fmt.Errorf("look up stream %s: %w", cfg.Name, err)
 	}
-	if !w.cfg.Provision {
+	if !p.cfg.Provision {
 		return false, nil
 	}
-	_, err = w.js.CreateStream(ctx, cfg)
+	_, err = p.js.CreateStream(ctx, cfg)
 	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		return true, nil // another instance made it first
 	}
 	if err != nil {
 		return false, fmt.Errorf("create stream %s: %w", cfg.Name, err)
 	}
-	w.log.Info().Str("stream", cfg.Name).Strs("subjects", cfg.Subjects).Msg("created stream")
+	p.log.Info().Str("stream", cfg.Name).Strs("subjects", cfg.Subjects).Msg("created stream")
 	return true, nil
 }
 
@@ -139,16 +149,16 @@ type correction struct {
 
 // correct applies corrections when provisioning is on, or returns a
 // *SettingError naming the first.
-func (w *Worker) correct(asset string, fixes []correction) error {
+func (p *provisioner) correct(asset string, fixes []correction) error {
 	if len(fixes) == 0 {
 		return nil
 	}
-	if !w.cfg.Provision {
+	if !p.cfg.Provision {
 		return &SettingError{Asset: asset, Setting: fixes[0].setting, Problem: fixes[0].problem}
 	}
 	for _, fix := range fixes {
 		fix.apply()
-		w.log.Warn().Str("asset", asset).Str("setting", fix.setting).Msg("correcting a setting that " + fix.problem)
+		p.log.Warn().Str("asset", asset).Str("setting", fix.setting).Msg("correcting a setting that " + fix.problem)
 	}
 	return nil
 }
@@ -156,8 +166,8 @@ func (w *Worker) correct(asset string, fixes []correction) error {
 // checkRequestStream puts right an existing CCKM_CANCEL: every request
 // subject held (missing ones are added in place, the messages kept), and
 // payloads over messages.MaxRequestSize refused.
-func (w *Worker) checkRequestStream(ctx context.Context) error {
-	stream, err := w.js.Stream(ctx, RequestStream)
+func (p *provisioner) checkRequestStream(ctx context.Context) error {
+	stream, err := p.js.Stream(ctx, RequestStream)
 	if err != nil {
 		return fmt.Errorf("look up stream %s: %w", RequestStream, err)
 	}
@@ -170,14 +180,14 @@ func (w *Worker) checkRequestStream(ctx context.Context) error {
 	// A stream that takes larger requests breaks no promise (they are
 	// rejected all the same), but lets a pull's memory grow: corrected when
 	// provisioning is on, left as it is otherwise.
-	if w.cfg.Provision && (cfg.MaxMsgSize <= 0 || cfg.MaxMsgSize > messages.MaxRequestSize) {
+	if p.cfg.Provision && (cfg.MaxMsgSize <= 0 || cfg.MaxMsgSize > messages.MaxRequestSize) {
 		fixes = append(fixes, correction{setting: "max_msg_size", problem: "takes requests over 64 KiB",
 			apply: func() { cfg.MaxMsgSize = messages.MaxRequestSize }})
 	}
-	if err := w.correct("stream "+RequestStream, fixes); err != nil || len(fixes) == 0 {
+	if err := p.correct("stream "+RequestStream, fixes); err != nil || len(fixes) == 0 {
 		return err
 	}
-	if _, err := w.js.UpdateStream(ctx, cfg); err != nil {
+	if _, err := p.js.UpdateStream(ctx, cfg); err != nil {
 		return fmt.Errorf("update stream %s: %w", RequestStream, err)
 	}
 	return nil
@@ -194,8 +204,8 @@ const minResultMsgSize = 16 << 10
 // added since: they are added in place, its messages kept. Without them a
 // dead letter, follow task or settled event of a new kind would find no
 // stream.
-func (w *Worker) checkStreamSubjects(ctx context.Context, want jetstream.StreamConfig) error {
-	stream, err := w.js.Stream(ctx, want.Name)
+func (p *provisioner) checkStreamSubjects(ctx context.Context, want jetstream.StreamConfig) error {
+	stream, err := p.js.Stream(ctx, want.Name)
 	if err != nil {
 		return fmt.Errorf("look up stream %s: %w", want.Name, err)
 	}
@@ -206,10 +216,10 @@ func (w *Worker) checkStreamSubjects(ctx context.Context, want jetstream.StreamC
 	}
 	fix := correction{setting: "subjects", problem: "lacks " + strings.Join(missing, ", "),
 		apply: func() { cfg.Subjects = append(cfg.Subjects, missing...) }}
-	if err := w.correct("stream "+want.Name, []correction{fix}); err != nil {
+	if err := p.correct("stream "+want.Name, []correction{fix}); err != nil {
 		return err
 	}
-	if _, err := w.js.UpdateStream(ctx, cfg); err != nil {
+	if _, err := p.js.UpdateStream(ctx, cfg); err != nil {
 		return fmt.Errorf("update stream %s: %w", want.Name, err)
 	}
 	return nil
@@ -218,8 +228,8 @@ func (w *Worker) checkStreamSubjects(ctx context.Context, want jetstream.StreamC
 // checkResultStream puts right an existing CCKM_CANCEL_RESULTS: it holds
 // every result subject, drops copies for at least as long as a
 // redelivery can take, and takes every result.
-func (w *Worker) checkResultStream(ctx context.Context, ackWait time.Duration) error {
-	stream, err := w.js.Stream(ctx, ResultStream)
+func (p *provisioner) checkResultStream(ctx context.Context, ackWait time.Duration) error {
+	stream, err := p.js.Stream(ctx, ResultStream)
 	if err != nil {
 		return fmt.Errorf("look up stream %s: %w", ResultStream, err)
 	}
@@ -233,7 +243,7 @@ func (w *Worker) checkResultStream(ctx context.Context, ackWait time.Duration) e
 		fixes = append(fixes, correction{setting: "subjects", problem: "lacks " + strings.Join(missing, ", "),
 			apply: func() { cfg.Subjects = append(cfg.Subjects, missing...) }})
 	}
-	if horizon := w.cfg.redeliveryHorizon(ackWait); cfg.Duplicates < horizon {
+	if horizon := p.cfg.redeliveryHorizon(ackWait); cfg.Duplicates < horizon {
 		fixes = append(fixes, correction{setting: "duplicate_window",
 			problem: fmt.Sprintf("of %v is shorter than a redelivery can take (%v): a redelivered request would store a second result", cfg.Duplicates, horizon),
 			apply: func() {
@@ -255,10 +265,10 @@ func (w *Worker) checkResultStream(ctx context.Context, ackWait time.Duration) e
 			problem: "is new with a limit: once full the stream stores no result, and requests would be delivered again for ever",
 			apply:   func() { cfg.Discard, cfg.DiscardNewPerSubject = jetstream.DiscardOld, false }})
 	}
-	if err := w.correct("stream "+ResultStream, fixes); err != nil || len(fixes) == 0 {
+	if err := p.correct("stream "+ResultStream, fixes); err != nil || len(fixes) == 0 {
 		return err
 	}
-	if _, err := w.js.UpdateStream(ctx, cfg); err != nil {
+	if _, err := p.js.UpdateStream(ctx, cfg); err != nil {
 		return fmt.Errorf("update stream %s: %w", ResultStream, err)
 	}
 	return nil
@@ -269,7 +279,7 @@ func (w *Worker) checkResultStream(ctx context.Context, ackWait time.Duration) e
 // filter that leaves out no request subject. Settings the server cannot
 // change in place (ack policy, push delivery) are corrected by creating
 // the consumer again; the work queue keeps every request meanwhile.
-func (w *Worker) checkConsumer(ctx context.Context, cons jetstream.Consumer) (jetstream.Consumer, error) {
+func (p *provisioner) checkConsumer(ctx context.Context, cons jetstream.Consumer) (jetstream.Consumer, error) {
 	cfg := cons.CachedInfo().Config
 	asset := "consumer " + ConsumerName
 	recreate := false
@@ -282,9 +292,9 @@ func (w *Worker) checkConsumer(ctx context.Context, cons jetstream.Consumer) (je
 		fixes = append(fixes, correction{setting: "deliver_subject", problem: "makes it a push consumer; the worker pulls",
 			apply: func() { recreate = true }})
 	}
-	if cfg.MaxDeliver > 0 && cfg.MaxDeliver < w.cfg.MaxDeliveries {
+	if cfg.MaxDeliver > 0 && cfg.MaxDeliver < p.cfg.MaxDeliveries {
 		fixes = append(fixes, correction{setting: "max_deliver",
-			problem: fmt.Sprintf("%d is below WORKER_MAX_DELIVERIES (%d): a request would be dropped with no result", cfg.MaxDeliver, w.cfg.MaxDeliveries),
+			problem: fmt.Sprintf("%d is below WORKER_MAX_DELIVERIES (%d): a request would be dropped with no result", cfg.MaxDeliver, p.cfg.MaxDeliveries),
 			apply:   func() { cfg.MaxDeliver = -1 }})
 	}
 	filters := cfg.FilterSubjects
@@ -297,16 +307,16 @@ func (w *Worker) checkConsumer(ctx context.Context, cons jetstream.Consumer) (je
 				apply: func() { cfg.FilterSubject, cfg.FilterSubjects = "", append(filters, missing...) }})
 		}
 	}
-	if err := w.correct(asset, fixes); err != nil || len(fixes) == 0 {
+	if err := p.correct(asset, fixes); err != nil || len(fixes) == 0 {
 		return cons, err
 	}
 	if recreate {
-		if err := w.js.DeleteConsumer(ctx, RequestStream, ConsumerName); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		if err := p.js.DeleteConsumer(ctx, RequestStream, ConsumerName); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return nil, fmt.Errorf("delete consumer %s: %w", ConsumerName, err)
 		}
-		return w.createConsumer(ctx)
+		return p.createConsumer(ctx)
 	}
-	updated, err := w.js.UpdateConsumer(ctx, RequestStream, cfg)
+	updated, err := p.js.UpdateConsumer(ctx, RequestStream, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("update consumer %s: %w", ConsumerName, err)
 	}
@@ -344,73 +354,94 @@ func subjectMatches(pattern, subject string) bool {
 // where one exists. A JetStream publish to a subject no stream holds waits
 // for its time-out when anyone subscribes to the subject, so whether each
 // stream exists is settled here, once, not found out by publishing.
-func (w *Worker) setUpOutputs(ctx context.Context) error {
-	for _, out := range w.out.all() {
+func (p *provisioner) setUpOutputs(ctx context.Context) error {
+	for _, out := range p.out.all() {
 		want := out.stream()
-		stored, err := w.ensureStream(ctx, want)
+		stored, err := p.ensureStream(ctx, want)
 		if err != nil {
 			return err
 		}
 		if stored {
-			if err := w.checkStreamSubjects(ctx, want); err != nil {
+			if err := p.checkStreamSubjects(ctx, want); err != nil {
 				return err
 			}
 		}
 		out.stored.Store(stored)
 	}
-	if !w.out.results.stored.Load() {
-		w.log.Warn().Str("stream", ResultStream).Msg("no result stream: results are published on core NATS only")
+	if !p.out.results.stored.Load() {
+		p.log.Warn().Str("stream", ResultStream).Msg("no result stream: results are published on core NATS only")
 	}
 	return nil
 }
 
 // bindConsumer finds (or creates) CCKM_CANCEL and the durable consumer,
 // and checks both, and the results stream, against the worker's promises.
-func (w *Worker) bindConsumer(ctx context.Context) (jetstream.Consumer, error) {
-	exists, err := w.ensureStream(ctx, requestStreamConfig())
+func (p *provisioner) bindConsumer(ctx context.Context) (jetstream.Consumer, error) {
+	exists, err := p.ensureStream(ctx, requestStreamConfig())
 	if err != nil {
 		return nil, err
 	}
 	if !exists {
 		return nil, fmt.Errorf("stream %s does not exist and WORKER_PROVISION is false", RequestStream)
 	}
-	if err := w.checkRequestStream(ctx); err != nil {
+	if err := p.checkRequestStream(ctx); err != nil {
 		return nil, err
 	}
-	if err := w.setUpOutputs(ctx); err != nil {
+	if err := p.setUpOutputs(ctx); err != nil {
 		return nil, err
 	}
-	cons, err := w.js.Consumer(ctx, RequestStream, ConsumerName)
+	cons, err := p.js.Consumer(ctx, RequestStream, ConsumerName)
 	switch {
 	case err == nil:
-		if cons, err = w.checkConsumer(ctx, cons); err != nil {
+		if cons, err = p.checkConsumer(ctx, cons); err != nil {
 			return nil, err
 		}
 	case !errors.Is(err, jetstream.ErrConsumerNotFound):
 		return nil, fmt.Errorf("look up consumer %s: %w", ConsumerName, err)
-	case !w.cfg.Provision:
+	case !p.cfg.Provision:
 		return nil, fmt.Errorf("consumer %s on %s does not exist and WORKER_PROVISION is false", ConsumerName, RequestStream)
 	default:
-		if cons, err = w.createConsumer(ctx); err != nil {
+		if cons, err = p.createConsumer(ctx); err != nil {
 			return nil, err
 		}
 	}
-	if w.out.results.stored.Load() {
-		if err := w.checkResultStream(ctx, cons.CachedInfo().Config.AckWait); err != nil {
+	if p.out.results.stored.Load() {
+		if err := p.checkResultStream(ctx, cons.CachedInfo().Config.AckWait); err != nil {
 			return nil, err
 		}
 	}
 	return cons, nil
 }
 
-func (w *Worker) createConsumer(ctx context.Context) (jetstream.Consumer, error) {
-	cons, err := w.js.CreateConsumer(ctx, RequestStream, w.cfg.consumerConfig())
+func (p *provisioner) createConsumer(ctx context.Context) (jetstream.Consumer, error) {
+	cons, err := p.js.CreateConsumer(ctx, RequestStream, p.cfg.consumerConfig())
 	if errors.Is(err, jetstream.ErrConsumerExists) {
-		return w.js.Consumer(ctx, RequestStream, ConsumerName)
+		return p.js.Consumer(ctx, RequestStream, ConsumerName)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("create consumer %s: %w", ConsumerName, err)
 	}
-	w.log.Info().Str("consumer", ConsumerName).Str("stream", RequestStream).Msg("created consumer")
+	p.log.Info().Str("consumer", ConsumerName).Str("stream", RequestStream).Msg("created consumer")
 	return cons, nil
+}
+
+// bindFollowConsumer finds (or creates) CCKM_CANCEL_FOLLOW and its
+// consumer.
+func (p *provisioner) bindFollowConsumer(ctx context.Context) (jetstream.Consumer, error) {
+	exists, err := p.ensureStream(ctx, followStreamConfig())
+	if err != nil {
+		return nil, err
+	}
+	if !exists {
+		return nil, fmt.Errorf("stream %s does not exist and WORKER_PROVISION is false", FollowStream)
+	}
+	cons, err := p.js.Consumer(ctx, FollowStream, FollowConsumer)
+	if err == nil || !errors.Is(err, jetstream.ErrConsumerNotFound) || !p.cfg.Provision {
+		return cons, err
+	}
+	cons, err = p.js.CreateConsumer(ctx, FollowStream, p.cfg.followConsumerConfig())
+	if errors.Is(err, jetstream.ErrConsumerExists) {
+		return p.js.Consumer(ctx, FollowStream, FollowConsumer)
+	}
+	return cons, err
 }

@@ -33,6 +33,8 @@ type Worker struct {
 	now      func() time.Time
 
 	out      *outputs        // where results, dead letters, follow tasks and settled events go
+	assets   *provisioner    // the streams and consumers
+	follow   *follower       // following canceled jobs to their end
 	slots    chan struct{}   // one per call in flight
 	holds    chan struct{}   // one per request held, until it is settled
 	inFlight sync.WaitGroup  // handlers running
@@ -73,6 +75,8 @@ func New(cfg Config, nc *nats.Conn, canceler Canceler, log zerolog.Logger, metri
 		drainOver: make(chan struct{}),
 	}
 	w.out = newOutputs(&w.cfg, nc, js, log, metrics, &w.counts)
+	w.assets = &provisioner{js: js, cfg: &w.cfg, log: log, out: w.out}
+	w.follow = &follower{cfg: &w.cfg, canceler: canceler, out: w.out, assets: w.assets, log: log, now: w.now}
 	return w, nil
 }
 
