@@ -1,6 +1,7 @@
 package cckmtest
 
 import (
+	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -21,6 +22,9 @@ type Call struct {
 	// Method and Path are the request's method and URL path.
 	Method string
 	Path   string
+	// RequestURI is the request target exactly as the client sent it: the path with its
+	// escapes as written, and any query.
+	RequestURI string
 	// Op is "token", "cancel", "get" or "other".
 	Op string
 	// Kind is the job kind of a cancel or get.
@@ -31,8 +35,23 @@ type Call struct {
 	Grant string
 	// Status is the HTTP status answered; 0 while pending, and for dropped or hung requests.
 	Status int
-	// Header is a clone of the request headers.
+	// Header is a clone of the request headers, kept while calls are recorded or a fault
+	// hook is set. It holds the client's bearer token: compare it, never print it.
 	Header http.Header
+	// BodySize is the size of the request body, read up to 1 MiB (a larger body counts as
+	// about that). A cancel and a get have none.
+	BodySize int64
+}
+
+// maxCountedBody bounds how much of a request body the fake reads: enough to tell an
+// empty body from one that is not, without letting a client make it read forever.
+const maxCountedBody = 1 << 20
+
+// countBody reads the request body, up to maxCountedBody+1 bytes, and returns how many
+// bytes there were.
+func countBody(r *http.Request) int64 {
+	n, _ := io.Copy(io.Discard, io.LimitReader(r.Body, maxCountedBody+1))
+	return n
 }
 
 // callRecord keeps the calls in order of arrival; a disabled record keeps nothing.
@@ -54,6 +73,7 @@ func (s *Server) begin(r *http.Request, call Call) (Call, int) {
 	call.Time = time.Now()
 	call.Method = r.Method
 	call.Path = r.URL.Path
+	call.RequestURI = r.RequestURI
 	if s.record.enabled || s.fault.Load() != nil || s.tokenFault.Load() != nil {
 		call.Header = r.Header.Clone()
 	}
@@ -98,7 +118,7 @@ func (c *callRecord) snapshot(keep func(Call) bool) []Call {
 // Options.NoRecord is set. The Header maps are shared with the record: do not modify them.
 func (s *Server) Calls() []Call { return s.record.snapshot(nil) }
 
-// CallsFor returns the recorded cancels and gets of the job id, of either kind, in order.
+// CallsFor returns the recorded cancels and gets of the job id, of any kind, in order.
 func (s *Server) CallsFor(id string) []Call {
 	return s.record.snapshot(func(call Call) bool { return call.ID == id })
 }

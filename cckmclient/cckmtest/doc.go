@@ -5,16 +5,27 @@
 //
 // Served, under the base URL:
 //
-//	POST /api/v1/auth/tokens[/]                      password and refresh_token grants
-//	POST /api/v1/cckm/external-cm/refresh/{id}/cancel
-//	GET  /api/v1/cckm/external-cm/refresh/{id}
-//	POST /api/v1/cckm/aws/bulkjob/{id}/cancel
-//	GET  /api/v1/cckm/aws/bulkjob/{id}
+//	POST /api/v1/auth/tokens[/]      password and refresh_token grants
+//	POST {collection}/{id}/cancel    for the collection of every kind in messages.KindTable
+//	GET  {collection}/{id}           such as /api/v1/cckm/external-cm/refresh/{id} (refresh),
+//	                                 /api/v1/cckm/aws/bulkjob/{id} (bulkjob) and
+//	                                 /api/v1/cckm/azure/bulkjobs/{id} (azure-bulkjob)
 //
 // Job bodies and error bodies follow the shapes in the CipherTrust Manager documentation:
-// bare job objects, and {"code","codeDesc","message","requestID"} errors. A cancel sets
-// abort=true and leaves the job running; the job turns "completed" Options.SettleAfter later,
-// computed lazily when the job is next read.
+// bare job objects, and {"code","codeDesc","message","requestID"} errors. Each job is shaped
+// like its family: its "cloud" (externalCM, aws, AzureCloud, gcp, oci, sap, sfdc, luna, dsm),
+// its scope array (domains, keys, kms, key_vaults, key_rings, vaults, groups,
+// organizations, partitions), its "uri" (kylo:kylo:cckm:synchronize:<id> for
+// synchronizations and refreshes, kylo:kylo:cckm:bulkjob:<id> and
+// kylo:kylo:cckm:azure-bulkjob:<id> for the bulk jobs, which also have an "operation"), and
+// an overall_status spelled as its family spells a running job: "in progress" for an
+// external-CM refresh, "in_progress" for the others. A kind added to messages.KindTable is
+// served at once, shaped like a synchronization.
+//
+// A cancel sets abort=true and leaves the job running; the job turns "completed"
+// Options.SettleAfter later, computed lazily when the job is next read. With Options.AnyJob
+// any UUID is a running job of whatever kind it is asked for as, except the ids given to
+// Server.MarkUnknown, which answer 404.
 //
 // Behaviour can be scripted per job id with Server.Script (status codes, Retry-After, delays,
 // hangs, dropped connections, a 200 without abort, a job padded to Step.JobSize bytes, an
@@ -33,7 +44,9 @@
 //		return &cckmtest.TokenStep{ClockOffset: -time.Hour, NoIssuedAt: true, NoDuration: true}
 //	})
 //
-// Every request is recorded (Server.Calls) unless Options.NoRecord is set.
+// Every request is recorded (Server.Calls, Server.CallsFor) unless Options.NoRecord is set:
+// its method, path and request target as sent (Call.RequestURI), headers, body size, kind,
+// job id and the status answered.
 //
 // A Server is safe for concurrent use.
 package cckmtest

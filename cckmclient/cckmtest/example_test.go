@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/cckm/cckm-cancel-worker/cckmclient/cckmtest"
+	"github.com/cckm/cckm-cancel-worker/messages"
 )
 
 // A test starts a fake CipherTrust Manager, registers a job, scripts one failure and
@@ -37,4 +38,33 @@ func Example() {
 	// 503 false
 	// 200 true
 	// in progress true 2
+}
+
+// With AnyJob every UUID is a running job of whatever kind it is asked for as, at the
+// kind's collection, except the ids marked unknown.
+func Example_anyKind() {
+	server := cckmtest.NewServer(cckmtest.Options{StaticToken: "token", AnyJob: true})
+	defer server.Close()
+	const unknown = "00000000-0000-4000-8000-000000000000"
+	server.MarkUnknown(unknown)
+
+	kind := messages.Kind("google-sync")
+	for _, id := range []string{"2b1c7d1e-3f4a-4b5c-8d6e-7f8091a2b3c4", unknown} {
+		request, _ := http.NewRequest(http.MethodPost, server.URL()+kind.Collection()+"/"+id+"/cancel", nil)
+		request.Header.Set("Authorization", "Bearer token")
+		answer, err := server.Client().Do(request)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		body, _ := io.ReadAll(answer.Body)
+		answer.Body.Close()
+		fmt.Println(answer.StatusCode, strings.Contains(string(body), `"cloud":"gcp"`))
+	}
+	call := server.Calls()[0]
+	fmt.Println(call.Method, call.RequestURI, call.BodySize)
+	// Output:
+	// 200 true
+	// 404 false
+	// POST /api/v1/cckm/google/synchronization-jobs/2b1c7d1e-3f4a-4b5c-8d6e-7f8091a2b3c4/cancel 0
 }

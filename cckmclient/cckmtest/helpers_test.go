@@ -92,10 +92,7 @@ func mustSend(t *testing.T, client *http.Client, method, url, token string, body
 
 // jobURL is the URL of a job of kind, with "/cancel" added for a cancel.
 func jobURL(server *Server, kind Kind, id string, cancel bool) string {
-	url := server.URL() + "/api/v1/cckm/aws/bulkjob/" + id
-	if kind == Refresh {
-		url = server.URL() + "/api/v1/cckm/external-cm/refresh/" + id
-	}
+	url := server.URL() + kind.Collection() + "/" + id
 	if cancel {
 		url += "/cancel"
 	}

@@ -8,7 +8,7 @@ import (
 // handleJob returns the handler of a cancel or get of a job of kind.
 func (s *Server) handleJob(op string, kind Kind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		call, index := s.begin(r, Call{Op: op, Kind: kind, ID: r.PathValue("id")})
+		call, index := s.begin(r, Call{Op: op, Kind: kind, ID: r.PathValue("id"), BodySize: countBody(r)})
 		status := s.answerJob(w, r, call, s.nextStep(call))
 		s.finish(r, index, status)
 		if status == 0 {

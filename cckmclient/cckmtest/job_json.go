@@ -17,8 +17,8 @@ const (
 // timestampLayout is RFC 3339 with microseconds, as CipherTrust Manager writes timestamps.
 const timestampLayout = "2006-01-02T15:04:05.000000Z07:00"
 
-// jobBody is the JSON object CipherTrust Manager answers for a job.
-type jobBody struct {
+// jobFields are the fields every family's job has, in CipherTrust Manager's order.
+type jobFields struct {
 	ID             string            `json:"id"`
 	URI            string            `json:"uri"`
 	Account        string            `json:"account"`
@@ -31,15 +31,44 @@ type jobBody struct {
 	DetailedStatus map[string]string `json:"detailed_status"`
 	Abort          bool              `json:"abort"`
 	Cloud          string            `json:"cloud"`
-	Domains        []string          `json:"domains,omitempty"`
-	Keys           []string          `json:"keys,omitempty"`
 	Operation      string            `json:"operation,omitempty"`
 }
 
-// body returns the JSON form of job.
+// jobBody is the JSON object CipherTrust Manager answers for a job: the common fields,
+// then the family's scope array under its own name.
+type jobBody struct {
+	fields jobFields
+	scope  string   // the scope array's name, such as "domains" or "key_vaults"
+	items  []string // its ids
+}
+
+// MarshalJSON encodes the common fields with the scope array added at the end.
+func (b jobBody) MarshalJSON() ([]byte, error) {
+	encoded, err := json.Marshal(b.fields)
+	if err != nil {
+		return nil, err
+	}
+	name, err := json.Marshal(b.scope)
+	if err != nil {
+		return nil, err
+	}
+	items, err := json.Marshal(append([]string{}, b.items...)) // [] rather than null
+	if err != nil {
+		return nil, err
+	}
+	object := append(encoded[:len(encoded)-1], ',') // without the closing brace
+	object = append(object, name...)
+	object = append(object, ':')
+	object = append(object, items...)
+	return append(object, '}'), nil
+}
+
+// body returns the JSON form of job, shaped like its family.
 func (j Job) body() jobBody {
-	body := jobBody{
+	shape := familyOf(j.Kind)
+	fields := jobFields{
 		ID:             j.ID,
+		URI:            shape.uriPrefix + j.ID,
 		Account:        jobAccount,
 		Application:    jobApplication,
 		DevAccount:     jobDevAccount,
@@ -48,22 +77,13 @@ func (j Job) body() jobBody {
 		OverallStatus:  j.OverallStatus,
 		DetailedStatus: j.DetailedStatus,
 		Abort:          j.Abort,
+		Cloud:          shape.cloud,
 		Operation:      j.Operation,
 	}
 	if !j.CompletedAt.IsZero() {
-		body.CompletedAt = timestamp(j.CompletedAt)
+		fields.CompletedAt = timestamp(j.CompletedAt)
 	}
-	switch j.Kind {
-	case Refresh:
-		body.URI = "kylo:kylo:cckm:synchronize:" + j.ID
-		body.Cloud = "externalCM"
-		body.Domains = j.Items
-	default:
-		body.URI = "kylo:kylo:cckm:bulkjob:" + j.ID
-		body.Cloud = "aws"
-		body.Keys = j.Items
-	}
-	return body
+	return jobBody{fields: fields, scope: shape.scope, items: j.Items}
 }
 
 // timestamp formats t in UTC as CipherTrust Manager does.

@@ -5,9 +5,10 @@ import (
 	"time"
 )
 
-// AddJob registers an in-progress job of kind with two sample domains (refresh) or keys
-// (bulk job), replacing any job of the same kind and id, and returns it. The id need not be
-// a UUID.
+// AddJob registers an in-progress job of kind with two sample items in its family's scope
+// array (domains of a refresh, keys of a bulk job, key vaults of an Azure synchronization
+// and so on), replacing any job of the same kind and id, and returns it. The id need not
+// be a UUID.
 func (s *Server) AddJob(kind Kind, id string) Job {
 	return s.jobs.put(newRunningJob(kind, id, time.Now()))
 }
@@ -24,6 +25,11 @@ func (s *Server) AddFinishedJob(kind Kind, id string, overallStatus string) Job 
 	job.finish(overallStatus, now)
 	return s.jobs.put(job)
 }
+
+// MarkUnknown makes the ids jobs the fake does not have, of any kind: every job with one of
+// them is removed, and a cancel or get of one answers 404 even with Options.AnyJob, until
+// AddJob or AddFinishedJob registers a job with that id. Ids compare in either case.
+func (s *Server) MarkUnknown(ids ...string) { s.jobs.markUnknown(ids) }
 
 // Job returns the job of kind with id, settled as of now, and whether it exists.
 func (s *Server) Job(kind Kind, id string) (Job, bool) {

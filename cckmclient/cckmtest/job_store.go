@@ -2,6 +2,7 @@ package cckmtest
 
 import (
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -16,13 +17,14 @@ type jobKey struct {
 type jobStore struct {
 	settleAfter time.Duration // < 0: never
 
-	mu   sync.Mutex
-	jobs map[jobKey]*Job
+	mu      sync.Mutex
+	jobs    map[jobKey]*Job
+	unknown map[string]bool // lower-case ids that AnyJob does not create
 }
 
 // newJobStore returns an empty store whose canceled jobs settle after settleAfter.
 func newJobStore(settleAfter time.Duration) *jobStore {
-	return &jobStore{settleAfter: settleAfter, jobs: make(map[jobKey]*Job)}
+	return &jobStore{settleAfter: settleAfter, jobs: make(map[jobKey]*Job), unknown: make(map[string]bool)}
 }
 
 // settleLocked completes job if it was canceled at least settleAfter ago. The caller holds
@@ -52,13 +54,28 @@ type jobOutcome struct {
 	job    Job
 }
 
-// lookupLocked finds the job of kind with id, creating it when anyJob is set and id is a
-// UUID, and settles it as of now. The caller holds s.mu.
+// markUnknown removes every job with one of ids, of any kind and in either case, and keeps
+// AnyJob from creating them again.
+func (s *jobStore) markUnknown(ids []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		s.unknown[strings.ToLower(id)] = true
+	}
+	for key := range s.jobs {
+		if s.unknown[strings.ToLower(key.id)] {
+			delete(s.jobs, key)
+		}
+	}
+}
+
+// lookupLocked finds the job of kind with id, creating it when anyJob is set, id is a
+// UUID and it was not marked unknown, and settles it as of now. The caller holds s.mu.
 func (s *jobStore) lookupLocked(kind Kind, id string, anyJob bool, now time.Time) (*Job, bool) {
 	key := jobKey{kind, id}
 	job, found := s.jobs[key]
 	if !found {
-		if !anyJob || !isUUID(id) {
+		if !anyJob || !isUUID(id) || s.unknown[strings.ToLower(id)] {
 			return nil, false
 		}
 		job = newRunningJob(kind, id, now)

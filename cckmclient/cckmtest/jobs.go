@@ -4,25 +4,32 @@ import (
 	"maps"
 	"slices"
 	"time"
+
+	"github.com/cckm/cckm-cancel-worker/messages"
 )
 
-// Kind names a kind of CipherTrust Manager job the worker can cancel.
-type Kind string
+// Kind names a kind of CipherTrust Manager job the worker can cancel: the kinds of
+// package messages, one vocabulary for the worker and the fake. The fake serves every kind
+// in messages.KindTable, at the kind's collection.
+type Kind = messages.Kind
 
-// The job kinds the fake serves.
+// The kinds existing tests name; every other kind is spelled as in messages.Kinds, such as
+// Kind("google-sync").
 const (
 	// Refresh is a refresh of external CipherTrust Manager domains
 	// (/api/v1/cckm/external-cm/refresh/{id}).
-	Refresh Kind = "refresh"
+	Refresh = messages.KindRefresh
 	// BulkJob is an AWS KMS bulk job (/api/v1/cckm/aws/bulkjob/{id}).
-	BulkJob Kind = "bulkjob"
+	BulkJob = messages.KindBulkJob
 )
 
-// Values of Job.OverallStatus. A running refresh job is spelled with a space, as in the
-// CipherTrust Manager documentation's refresh examples; a running bulk job with an underscore.
+// Values of Job.OverallStatus. A running external-CM refresh is spelled with a space, as in
+// the CipherTrust Manager documentation's refresh examples; a running job of any other
+// family with an underscore.
 const (
+	StatusRunning        = "in_progress"
 	StatusRefreshRunning = "in progress"
-	StatusBulkJobRunning = "in_progress"
+	StatusBulkJobRunning = StatusRunning
 	StatusCompleted      = "completed"
 	StatusFailed         = "failed"
 )
@@ -31,18 +38,21 @@ const (
 type Job struct {
 	// ID is the job id.
 	ID string
-	// Kind is the kind of job; the same id under the other kind is another job.
+	// Kind is the kind of job; the same id under another kind is another job.
 	Kind Kind
-	// OverallStatus is the overall_status as answered: StatusRefreshRunning or
-	// StatusBulkJobRunning while running, then StatusCompleted or StatusFailed.
+	// OverallStatus is the overall_status as answered: the kind's running spelling
+	// (StatusRefreshRunning for a refresh, StatusRunning for the others) while running,
+	// then StatusCompleted or StatusFailed.
 	OverallStatus string
 	// Abort is the abort flag, set by the first accepted cancel.
 	Abort bool
-	// DetailedStatus maps each domain (refresh) or key (bulk job) to its status text.
+	// DetailedStatus maps each item to its status text.
 	DetailedStatus map[string]string
-	// Items are the job's domain ids (refresh) or key ids (bulk job).
+	// Items are the ids in the job's scope array: domains of a refresh, keys of a bulk
+	// job, key vaults of an Azure synchronization, key rings of a Google one, and so on.
 	Items []string
-	// Operation is the bulk job's operation ("disablekey"); empty for a refresh.
+	// Operation is a bulk job's operation ("disablekey" for AWS, "delete-key-backups" for
+	// Azure); empty for synchronizations and refreshes.
 	Operation string
 	// CreatedAt, UpdatedAt and CompletedAt are the job's timestamps; CompletedAt is zero
 	// while the job runs.
@@ -55,7 +65,7 @@ type Job struct {
 
 // Running reports whether the job's overall status is one of the running spellings.
 func (j Job) Running() bool {
-	return j.OverallStatus == StatusRefreshRunning || j.OverallStatus == StatusBulkJobRunning
+	return j.OverallStatus == StatusRefreshRunning || j.OverallStatus == StatusRunning
 }
 
 // clone returns a copy of j that shares no map or slice with it.
@@ -65,15 +75,7 @@ func (j Job) clone() Job {
 	return j
 }
 
-// runningStatus returns how overall_status is spelled for a running job of kind.
-func runningStatus(kind Kind) string {
-	if kind == Refresh {
-		return StatusRefreshRunning
-	}
-	return StatusBulkJobRunning
-}
-
-// newRunningJob returns an in-progress job of kind with two sample domains or keys.
+// newRunningJob returns an in-progress job of kind with two sample items.
 func newRunningJob(kind Kind, id string, now time.Time) *Job {
 	job := &Job{
 		ID:             id,
@@ -81,14 +83,12 @@ func newRunningJob(kind Kind, id string, now time.Time) *Job {
 		OverallStatus:  runningStatus(kind),
 		Items:          []string{newUUID(), newUUID()},
 		DetailedStatus: make(map[string]string),
+		Operation:      familyOf(kind).operation,
 		CreatedAt:      now,
 		UpdatedAt:      now,
 	}
-	if kind == BulkJob {
-		job.Operation = "disablekey"
-	}
 	for _, item := range job.Items {
-		job.DetailedStatus[item] = "in_progress"
+		job.DetailedStatus[item] = itemRunning
 	}
 	return job
 }
@@ -107,14 +107,10 @@ func (job *Job) finish(status string, at time.Time) {
 func itemStatus(kind Kind, overallStatus string, aborted bool) string {
 	switch {
 	case aborted:
-		return "aborted"
-	case overallStatus == StatusFailed && kind == Refresh:
-		return "domain synchronization failed"
+		return itemAborted
 	case overallStatus == StatusFailed:
-		return "Failed"
-	case kind == Refresh:
-		return "domain synchronized successfully"
+		return familyOf(kind).itemFailed
 	default:
-		return "Success"
+		return familyOf(kind).itemDone
 	}
 }

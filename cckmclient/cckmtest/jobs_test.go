@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/cckm/cckm-cancel-worker/messages"
 )
 
 // requireTimestamp checks an RFC 3339 timestamp with fractional seconds in UTC.
@@ -19,31 +21,53 @@ func requireTimestamp(t *testing.T, value any) time.Time {
 	return parsed
 }
 
+// familyShape is what a job of one family looks like from outside.
+type familyShape struct {
+	cloud, scope, uriPrefix, operation, running, itemDone string
+}
+
+// documentedShapes are the job shapes of the CipherTrust Manager documentation, family by
+// family.
+var documentedShapes = map[Kind]familyShape{
+	Refresh:                  {"externalCM", "domains", "kylo:kylo:cckm:synchronize:", "", "in progress", "domain synchronized successfully"},
+	BulkJob:                  {"aws", "keys", "kylo:kylo:cckm:bulkjob:", "disablekey", "in_progress", "Success"},
+	"aws-sync":               {"aws", "kms", "kylo:kylo:cckm:synchronize:", "", "in_progress", "Success"},
+	"aws-cks-sync":           {"aws", "custom_key_stores", "kylo:kylo:cckm:synchronize:", "", "in_progress", "Success"},
+	"azure-sync":             {"AzureCloud", "key_vaults", "kylo:kylo:cckm:synchronize:", "", "in_progress", "Success"},
+	"azure-certificate-sync": {"AzureCloud", "key_vaults", "kylo:kylo:cckm:synchronize:", "", "in_progress", "Success"},
+	"azure-secret-sync":      {"AzureCloud", "key_vaults", "kylo:kylo:cckm:synchronize:", "", "in_progress", "Success"},
+	"azure-bulkjob":          {"AzureCloud", "keys", "kylo:kylo:cckm:azure-bulkjob:", "delete-key-backups", "in_progress", "Success"},
+	"google-sync":            {"gcp", "key_rings", "kylo:kylo:cckm:synchronize:", "", "in_progress", "Success"},
+	"oci-sync":               {"oci", "vaults", "kylo:kylo:cckm:synchronize:", "", "in_progress", "Success"},
+	"sap-sync":               {"sap", "groups", "kylo:kylo:cckm:synchronize:", "", "in_progress", "Success"},
+	"sfdc-key-sync":          {"sfdc", "organizations", "kylo:kylo:cckm:synchronize:", "", "in_progress", "Success"},
+	"sfdc-certificate-sync":  {"sfdc", "organizations", "kylo:kylo:cckm:synchronize:", "", "in_progress", "Success"},
+	"luna-refresh":           {"luna", "partitions", "kylo:kylo:cckm:synchronize:", "", "in_progress", "Success"},
+	"luna-sync":              {"luna", "partitions", "kylo:kylo:cckm:synchronize:", "", "in_progress", "Success"},
+	"dsm-refresh":            {"dsm", "domains", "kylo:kylo:cckm:synchronize:", "", "in_progress", "domain synchronized successfully"},
+}
+
+// scopeArrays are every family's scope array name; a job has exactly its own.
+var scopeArrays = []string{"domains", "keys", "kms", "custom_key_stores", "key_vaults", "key_rings", "vaults", "groups", "organizations", "partitions"}
+
 func TestJobsHaveTheDocumentedShape(t *testing.T) {
-	cases := []struct {
-		kind        Kind
-		id          string
-		uri         string
-		cloud       string
-		running     string
-		itemsField  string
-		finishedMsg string
-	}{
-		{Refresh, refreshID, "kylo:kylo:cckm:synchronize:" + refreshID, "externalCM", "in progress", "domains", "domain synchronized successfully"},
-		{BulkJob, bulkID, "kylo:kylo:cckm:bulkjob:" + bulkID, "aws", "in_progress", "keys", "Success"},
-	}
-	for _, tc := range cases {
-		t.Run(string(tc.kind), func(t *testing.T) {
+	require.Len(t, documentedShapes, len(messages.Kinds), "a shape for every kind")
+	for _, kind := range messages.Kinds {
+		t.Run(string(kind), func(t *testing.T) {
+			want, documented := documentedShapes[kind]
+			require.True(t, documented, "no documented shape for %s", kind)
+			info, _ := kind.Info()
+			require.Equal(t, want.running, info.Running, "the kinds table spells running as the family does")
 			server := newTestServer(t, Options{})
-			added := server.AddJob(tc.kind, tc.id)
-			require.Equal(t, tc.running, added.OverallStatus)
+			added := server.AddJob(kind, refreshID)
+			require.Equal(t, want.running, added.OverallStatus)
 			require.True(t, added.Running())
 
-			body := getJob(t, server, tc.kind, tc.id, testStatic).object(t)
-			require.Equal(t, tc.id, body["id"])
-			require.Equal(t, tc.uri, body["uri"])
-			require.Equal(t, tc.cloud, body["cloud"])
-			require.Equal(t, tc.running, body["overall_status"])
+			body := getJob(t, server, kind, refreshID, testStatic).object(t)
+			require.Equal(t, refreshID, body["id"])
+			require.Equal(t, want.uriPrefix+refreshID, body["uri"])
+			require.Equal(t, want.cloud, body["cloud"])
+			require.Equal(t, want.running, body["overall_status"])
 			require.Equal(t, false, body["abort"])
 			require.Equal(t, "kylo:kylo:admin:accounts:kylo", body["account"])
 			require.Equal(t, "ncryptify:gemalto:admin:apps:kylo", body["application"])
@@ -51,35 +75,39 @@ func TestJobsHaveTheDocumentedShape(t *testing.T) {
 			requireTimestamp(t, body["createdAt"])
 			requireTimestamp(t, body["updatedAt"])
 			require.NotContains(t, body, "completed_at")
-			items := body[tc.itemsField].([]any)
+			items := body[want.scope].([]any)
 			require.Len(t, items, 2)
 			detailed := body["detailed_status"].(map[string]any)
+			require.Len(t, detailed, 2)
 			for _, item := range items {
 				require.Equal(t, "in_progress", detailed[item.(string)])
 			}
-			if tc.kind == BulkJob {
-				require.Equal(t, "disablekey", body["operation"])
-				require.NotContains(t, body, "domains")
+			for _, other := range scopeArrays {
+				if other != want.scope {
+					require.NotContains(t, body, other, "only the family's own scope array")
+				}
+			}
+			if want.operation != "" {
+				require.Equal(t, want.operation, body["operation"])
 			} else {
 				require.NotContains(t, body, "operation")
-				require.NotContains(t, body, "keys")
 			}
 
 			finishedID := "0f8c1a9e-0000-4000-8000-000000000001"
-			finished := server.AddFinishedJob(tc.kind, finishedID, "")
+			finished := server.AddFinishedJob(kind, finishedID, "")
 			require.Equal(t, StatusCompleted, finished.OverallStatus)
-			body = getJob(t, server, tc.kind, finishedID, testStatic).object(t)
+			body = getJob(t, server, kind, finishedID, testStatic).object(t)
 			require.Equal(t, "completed", body["overall_status"])
 			requireTimestamp(t, body["completed_at"])
 			for _, status := range body["detailed_status"].(map[string]any) {
-				require.Equal(t, tc.finishedMsg, status)
+				require.Equal(t, want.itemDone, status)
 			}
 		})
 	}
 }
 
 func TestCancelSetsAbortAndLeavesTheJobRunning(t *testing.T) {
-	for _, kind := range []Kind{Refresh, BulkJob} {
+	for _, kind := range messages.Kinds {
 		t.Run(string(kind), func(t *testing.T) {
 			server := newTestServer(t, Options{SettleAfter: -1})
 			added := server.AddJob(kind, refreshID)
@@ -226,7 +254,8 @@ func TestOtherPathsAndMethods(t *testing.T) {
 		path   string
 		status int
 	}{
-		{"an unknown path is not found", "GET", "/api/v1/cckm/azure/bulkjobs/" + refreshID, 404},
+		{"an unknown path is not found", "GET", "/api/v1/cckm/aws/keys/" + refreshID, 404},
+		{"a collection's own path is not served", "GET", "/api/v1/cckm/google/synchronization-jobs", 404},
 		{"the root is not found", "GET", "/", 404},
 		{"a GET of a cancel path is not allowed", "GET", "/api/v1/cckm/external-cm/refresh/" + refreshID + "/cancel", 405},
 		{"a DELETE of a job is not allowed", "DELETE", "/api/v1/cckm/external-cm/refresh/" + refreshID, 405},

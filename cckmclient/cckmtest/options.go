@@ -37,7 +37,8 @@ type Options struct {
 	// DefaultSettleAfter; a negative value means canceled jobs never finish.
 	SettleAfter time.Duration
 	// AnyJob makes an unknown job id that is a valid UUID exist, as an in-progress job of the
-	// kind named by the path, on its first reference.
+	// kind named by the path, on its first reference; except the ids given to
+	// Server.MarkUnknown, which stay unknown (404).
 	AnyJob bool
 	// NoRecord turns the call record off, so that long benchmarks do not grow memory.
 	NoRecord bool

@@ -3,14 +3,16 @@ package cckmtest
 import (
 	"net/http"
 	"time"
+
+	"github.com/cckm/cckm-cancel-worker/messages"
 )
 
-// Paths of the endpoints the fake serves.
+// Paths of the endpoints the fake serves: the token endpoint, and below each kind's
+// collection a job ({id}) and its cancel action.
 const (
-	tokensPath     = "/api/v1/auth/tokens"
-	refreshJobPath = "/api/v1/cckm/external-cm/refresh/{id}"
-	bulkJobPath    = "/api/v1/cckm/aws/bulkjob/{id}"
-	cancelSuffix   = "/cancel"
+	tokensPath   = "/api/v1/auth/tokens"
+	jobSuffix    = "/{id}"
+	cancelSuffix = "/cancel"
 )
 
 // routes builds the request multiplexer. Every served path also has a method-less pattern
@@ -21,7 +23,8 @@ func (s *Server) routes() http.Handler {
 		mux.HandleFunc("POST "+path, s.handleTokens)
 		mux.HandleFunc(path, s.methodNotAllowed(http.MethodPost))
 	}
-	for kind, path := range map[Kind]string{Refresh: refreshJobPath, BulkJob: bulkJobPath} {
+	for _, info := range messages.KindTable() {
+		kind, path := info.Kind, info.Collection+jobSuffix
 		mux.HandleFunc("POST "+path+cancelSuffix, s.handleJob(opCancel, kind))
 		mux.HandleFunc(path+cancelSuffix, s.methodNotAllowed(http.MethodPost))
 		mux.HandleFunc("GET "+path, s.handleJob(opGet, kind))

@@ -54,7 +54,7 @@ func newScriptQueue() *scriptQueue {
 	return &scriptQueue{steps: make(map[string][]Step)}
 }
 
-// Script queues steps for the following cancels and gets of the job id (of either kind),
+// Script queues steps for the following cancels and gets of the job id (of any kind),
 // one step per request in order, after any steps queued before. Once they are used up the
 // job behaves normally again.
 func (s *Server) Script(id string, steps ...Step) {

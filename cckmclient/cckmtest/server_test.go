@@ -73,16 +73,23 @@ func TestCallsAreRecordedInOrder(t *testing.T) {
 
 	calls := server.Calls()
 	require.Len(t, calls, 4)
+	cancelPath := "/api/v1/cckm/aws/bulkjob/" + bulkID + "/cancel"
+	getPath := "/api/v1/cckm/external-cm/refresh/" + refreshID
 	want := []Call{
-		{Method: "POST", Path: "/api/v1/auth/tokens", Op: "token", Grant: "password", Status: 200},
-		{Method: "POST", Path: "/api/v1/cckm/aws/bulkjob/" + bulkID + "/cancel", Op: "cancel", Kind: BulkJob, ID: bulkID, Status: 200},
-		{Method: "GET", Path: "/api/v1/cckm/external-cm/refresh/" + refreshID, Op: "get", Kind: Refresh, ID: refreshID, Status: 404},
-		{Method: "POST", Path: "/api/v1/auth/tokens", Op: "token", Grant: "refresh_token", Status: 200},
+		{Method: "POST", Path: tokensPath, RequestURI: tokensPath, Op: "token", Grant: "password", Status: 200},
+		{Method: "POST", Path: cancelPath, RequestURI: cancelPath, Op: "cancel", Kind: BulkJob, ID: bulkID, Status: 200},
+		{Method: "GET", Path: getPath, RequestURI: getPath, Op: "get", Kind: Refresh, ID: refreshID, Status: 404},
+		{Method: "POST", Path: tokensPath, RequestURI: tokensPath, Op: "token", Grant: "refresh_token", Status: 200},
 	}
 	for i, call := range calls {
 		require.False(t, call.Time.IsZero())
 		require.NotNil(t, call.Header)
-		call.Time, call.Header = time.Time{}, nil
+		if call.Op == "token" {
+			require.Positive(t, call.BodySize, "call %d: a token request has a body", i)
+		} else {
+			require.Zero(t, call.BodySize, "call %d: a cancel or get has none", i)
+		}
+		call.Time, call.Header, call.BodySize = time.Time{}, nil, 0
 		require.Equal(t, want[i], call, "call %d", i)
 	}
 	require.Equal(t, "Bearer "+token.JWT, calls[1].Header.Get("Authorization"))

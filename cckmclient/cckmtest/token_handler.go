@@ -25,7 +25,7 @@ func (s *Server) handleTokens(w http.ResponseWriter, r *http.Request) {
 	var request tokenRequest
 	body, readErr := io.ReadAll(io.LimitReader(r.Body, maxTokenRequestBytes))
 	parseErr := json.Unmarshal(body, &request)
-	call, index := s.begin(r, Call{Op: opToken, Grant: request.GrantType})
+	call, index := s.begin(r, Call{Op: opToken, Grant: request.GrantType, BodySize: int64(len(body))})
 	step := s.nextTokenStep(call)
 	status := 0
 	switch {

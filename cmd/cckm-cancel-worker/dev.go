@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/cckm/cckm-cancel-worker/cckmclient"
 	"github.com/cckm/cckm-cancel-worker/cckmclient/cckmtest"
+	"github.com/cckm/cckm-cancel-worker/messages"
+	"github.com/cckm/cckm-cancel-worker/worker"
 )
 
 // Dev mode's fixed parts; the sample jobs and credentials are cckmtest's,
@@ -22,6 +25,10 @@ const (
 	devPassword   = cckmtest.SamplePassword
 	devSettleTime = cckmtest.SampleSettleAfter
 )
+
+// howToKindsWidth is the width the banner's list of kinds is wrapped to, so
+// that it reads in a terminal of 100 columns.
+const howToKindsWidth = 96
 
 // devEnv is dev mode's embedded NATS server and simulated CipherTrust
 // Manager.
@@ -57,15 +64,25 @@ func startDev(cfg config, log zerolog.Logger) (*devEnv, error) {
 		_ = os.RemoveAll(dataDir)
 		return nil, fmt.Errorf("dev mode: embedded NATS did not start on %s:%d (is another NATS server using the port?)", devNATSHost, devNATSPort)
 	}
+	cm := newDevCM()
+	log.Info().Str("nats", ns.ClientURL()).Str("store", dataDir).Str("cckm_url", cm.URL()).
+		Msg("dev mode: embedded NATS with JetStream and a simulated CipherTrust Manager")
+	return &devEnv{nats: ns, cm: cm, dataDir: dataDir}, nil
+}
+
+// newDevCM starts the simulated CipherTrust Manager of dev mode: every kind
+// of job, any UUID a running job of whatever kind it is asked for as, but
+// for the sample jobs (finished ones answer 409, unknown ones 404).
+func newDevCM() *cckmtest.Server {
 	cm := cckmtest.NewServer(cckmtest.Options{
 		Username:    devUsername,
 		Password:    devPassword,
 		SettleAfter: devSettleTime,
+		AnyJob:      true,
+		NoRecord:    true, // dev mode may run for days: no call record to grow
 	})
 	cm.AddSampleJobs()
-	log.Info().Str("nats", ns.ClientURL()).Str("store", dataDir).Str("cckm_url", cm.URL()).
-		Msg("dev mode: embedded NATS with JetStream and a simulated CipherTrust Manager")
-	return &devEnv{nats: ns, cm: cm, dataDir: dataDir}, nil
+	return cm
 }
 
 // apply points the configuration at the dev servers. HTTP_ADDR, LOG_* and
@@ -89,38 +106,101 @@ func (e *devEnv) Close() {
 	_ = os.RemoveAll(e.dataDir)
 }
 
-// printHowTo prints the sample jobs and the commands to try.
+// printHowTo prints what runs where, the kinds, and commands to try: a new
+// UUID of one kind, then the sample jobs grouped by the outcome they show.
 func (e *devEnv) printHowTo(out io.Writer, cfg config) {
-	jobs := cckmtest.SampleJobs
-	refresh, bulk := jobs[0].ID, jobs[4].ID
-	finished, unknown := jobs[3].ID, "00000000-0000-4000-8000-000000000000"
 	p := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
+	send := "nats pub"
+	if cfg.Worker.Mode == worker.ModeCore {
+		send = "nats req" // core mode answers the request's reply subject
+	}
+	fresh := cckmtest.SampleFreshKind.RequestSubject()
+
 	p("")
 	p("cckm-cancel-worker dev mode (%s mode)", cfg.Worker.Mode)
 	p("  NATS (JetStream on):               %s", e.nats.ClientURL())
 	p("  simulated CipherTrust Manager:     %s  (user %q)", e.cm.URL(), devUsername)
 	p("  health, readiness, metrics:        http://%s/healthz /readyz /metrics", displayAddr(cfg.HTTPAddr))
 	p("")
-	p("Sample jobs (running jobs finish %s after a cancel):", devSettleTime)
-	for _, job := range jobs {
-		p("  %-8s %s  %s", job.Kind, job.ID, job.State())
+	p("The simulated CipherTrust Manager knows every kind of job, and any new UUID is a running")
+	p("job there: a cancel sets abort, and the job completes %s later. The kinds:", devSettleTime)
+	for _, line := range wrapWords(kindNames(), howToKindsWidth) {
+		p("  %s", line)
 	}
 	p("")
 	p("Try it with the nats CLI (go install github.com/nats-io/natscli/nats@latest):")
-	p("  nats sub 'cckm.cancel.>'                                  # watch requests and results")
-	if cfg.Worker.Mode == "core" {
-		p("  nats req cckm.cancel.refresh %s", refresh)
-		p("  nats req cckm.cancel.bulkjob '{\"id\":\"%s\",\"request_id\":\"ir-1\"}'", bulk)
-	} else {
-		p("  nats pub cckm.cancel.refresh %s", refresh)
-		p("  nats pub cckm.cancel.bulkjob '{\"id\":\"%s\",\"request_id\":\"ir-1\"}'", bulk)
-		p("  nats pub cckm.cancel.refresh %s -H Cckm-Reply-To:my.answers   # and: nats sub my.answers", refresh)
-		p("  nats stream view %s                           # the stored results", "CCKM_CANCEL_RESULTS")
+	p("  # watch requests, results and settled events")
+	p("  nats sub 'cckm.cancel.>'")
+	p("  # a new job: canceled")
+	p("  %s %s $(uuidgen)", send, fresh)
+	groups := []struct {
+		heading string
+		in      func(cckmtest.SampleJob) bool
+		request func(cckmtest.SampleJob) string
+	}{
+		{
+			fmt.Sprintf("sample jobs: canceled; with \"follow\" settled %s later as well", devSettleTime),
+			func(job cckmtest.SampleJob) bool { return !job.Finished && !job.Unknown },
+			func(job cckmtest.SampleJob) string { return fmt.Sprintf(`'{"id":"%s","follow":true}'`, job.ID) },
+		},
+		{
+			"finished jobs: failed, conflict",
+			func(job cckmtest.SampleJob) bool { return job.Finished && !job.Unknown },
+			func(job cckmtest.SampleJob) string { return job.ID },
+		},
+		{
+			"an unknown job: failed, not_found",
+			func(job cckmtest.SampleJob) bool { return job.Unknown },
+			func(job cckmtest.SampleJob) string { return job.ID },
+		},
 	}
-	p("  nats pub cckm.cancel.refresh %s    # finished job: failed, conflict", finished)
-	p("  nats pub cckm.cancel.bulkjob %s    # unknown job: failed, not_found", unknown)
-	p("  nats pub cckm.cancel.bulkjob not-a-uuid                      # rejected, invalid_request")
+	for _, group := range groups {
+		p("  # %s", group.heading)
+		for _, job := range cckmtest.SampleJobs {
+			if group.in(job) {
+				p("  %s %s %s", send, job.Kind.RequestSubject(), group.request(job))
+			}
+		}
+	}
+	if cfg.Worker.Mode != worker.ModeCore {
+		p("  # the result sent to a subject of your own as well (and: nats sub my.answers)")
+		p("  nats pub %s $(uuidgen) -H %s:my.answers", fresh, messages.HeaderReplyTo)
+		p("  # the stored results")
+		p("  nats stream view %s", worker.ResultStream)
+	}
+	p("  # not a UUID: rejected, invalid_request")
+	p("  %s %s not-a-uuid", send, fresh)
 	p("")
+}
+
+// kindNames returns every kind's name, in the kinds table's order.
+func kindNames() []string {
+	names := make([]string, len(messages.Kinds))
+	for i, kind := range messages.Kinds {
+		names[i] = string(kind)
+	}
+	return names
+}
+
+// wrapWords joins words with spaces into lines of at most width bytes (a
+// longer word gets a line of its own).
+func wrapWords(words []string, width int) []string {
+	var lines []string
+	var line strings.Builder
+	for _, word := range words {
+		if line.Len() > 0 && line.Len()+1+len(word) > width {
+			lines = append(lines, line.String())
+			line.Reset()
+		}
+		if line.Len() > 0 {
+			line.WriteByte(' ')
+		}
+		line.WriteString(word)
+	}
+	if line.Len() > 0 {
+		lines = append(lines, line.String())
+	}
+	return lines
 }
 
 // displayAddr turns ":8080" into "127.0.0.1:8080" for printing.

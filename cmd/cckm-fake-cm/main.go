@@ -1,7 +1,8 @@
 // Command cckm-fake-cm serves the simulated CipherTrust Manager of package
 // cckmtest on its own, with the sample jobs and credentials of the worker's
 // dev mode, so that the worker can run against it in another process or
-// container (docker-compose.yml does this).
+// container (docker-compose.yml does this). It serves the cancel and the
+// GET of every kind of CCKM job the worker knows, each at its collection.
 //
 // It serves plain HTTP on 0.0.0.0:8443 unless told otherwise; --tls serves
 // HTTPS with httptest's self-signed certificate (valid for 127.0.0.1, ::1
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/cckm/cckm-cancel-worker/cckmclient/cckmtest"
+	"github.com/cckm/cckm-cancel-worker/messages"
 )
 
 // Defaults: the same user, password and settle time as the worker's dev
@@ -142,21 +144,64 @@ func printBanner(out io.Writer, cm *cckmtest.Server, opts options) {
 		password = opts.password
 	}
 	p("  password grant: user %q, password %q", opts.username, password)
+	p("  every kind of job, at its collection:")
+	for _, line := range wrapWords(kindNames(), bannerWidth) {
+		p("    %s", line)
+	}
 	if opts.anyJob {
-		p("  any job id that is a UUID is answered as a running job")
+		p("  any other job id that is a UUID is answered as a running job")
 	}
 	settle := fmt.Sprintf("running jobs finish %s after a cancel", opts.settleAfter)
 	if opts.settleAfter < 0 {
 		settle = "canceled jobs never finish"
 	}
 	p("Sample jobs (%s):", settle)
+	width := 0
 	for _, job := range cckmtest.SampleJobs {
-		p("  %-8s %s  %s", job.Kind, job.ID, job.State())
+		width = max(width, len(job.Kind))
+	}
+	for _, job := range cckmtest.SampleJobs {
+		p("  %-*s %s  %s", width, job.Kind, job.ID, job.State())
 	}
 	if pem := cm.CACertPEM(); pem != nil {
 		p("TLS certificate to trust (CCKM_CA_FILE):")
 		_, _ = out.Write(pem)
 	}
+}
+
+// bannerWidth is the width the list of kinds is wrapped to, for a terminal
+// of 100 columns.
+const bannerWidth = 94
+
+// wrapWords joins words with spaces into lines of at most width bytes (a
+// longer word gets a line of its own).
+func wrapWords(words []string, width int) []string {
+	var lines []string
+	line := ""
+	for _, word := range words {
+		switch {
+		case line == "":
+			line = word
+		case len(line)+1+len(word) > width:
+			lines = append(lines, line)
+			line = word
+		default:
+			line += " " + word
+		}
+	}
+	if line != "" {
+		lines = append(lines, line)
+	}
+	return lines
+}
+
+// kindNames returns every kind's name, in the kinds table's order.
+func kindNames() []string {
+	names := make([]string, len(messages.Kinds))
+	for i, kind := range messages.Kinds {
+		names[i] = string(kind)
+	}
+	return names
 }
 
 // lockedWriter serialises writes from concurrent request handlers.

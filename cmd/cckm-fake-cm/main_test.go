@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cckm/cckm-cancel-worker/cckmclient/cckmtest"
+	"github.com/cckm/cckm-cancel-worker/messages"
 )
 
 // startFake runs the fake on a free loopback port with args and returns its
@@ -83,32 +84,53 @@ func postJSON(t *testing.T, url, bearer string, body any) (int, map[string]any) 
 	return resp.StatusCode, decoded
 }
 
-func TestTheFakeGrantsATokenAndCancelsASampleJob(t *testing.T) {
-	baseURL, stop := startFake(t)
-
+// login gets a JWT from the fake with the default credentials.
+func login(t *testing.T, baseURL string) string {
+	t.Helper()
 	status, token := postJSON(t, baseURL+"/api/v1/auth/tokens", "", map[string]any{
 		"grant_type": "password", "username": defaultUsername, "password": defaultPassword,
 	})
 	require.Equal(t, http.StatusOK, status, "token answer: %v", token)
 	jwt, _ := token["jwt"].(string)
 	require.NotEmpty(t, jwt)
+	return jwt
+}
 
-	status, job := postJSON(t, baseURL+"/api/v1/cckm/external-cm/refresh/"+cckmtest.SampleJobs[0].ID+"/cancel", jwt, nil)
-	require.Equal(t, http.StatusOK, status, "cancel answer: %v", job)
-	assert.Equal(t, cckmtest.SampleJobs[0].ID, job["id"])
-	assert.Equal(t, true, job["abort"])
-	assert.Equal(t, cckmtest.StatusRefreshRunning, job["overall_status"])
+// cancelURL is the cancel action of a job of kind under baseURL.
+func cancelURL(baseURL string, kind messages.Kind, id string) string {
+	return baseURL + kind.Collection() + "/" + id + "/cancel"
+}
 
-	status, _ = postJSON(t, baseURL+"/api/v1/cckm/aws/bulkjob/f0e1d2c3-b4a5-4968-8776-655443322110/cancel", jwt, nil)
-	assert.Equal(t, http.StatusConflict, status, "a finished sample job cannot be canceled")
+func TestTheFakeGrantsATokenAndCancelsTheSampleJobs(t *testing.T) {
+	baseURL, stop := startFake(t)
+	jwt := login(t, baseURL)
 
-	status, _ = postJSON(t, baseURL+"/api/v1/cckm/aws/bulkjob/00000000-0000-4000-8000-000000000000/cancel", jwt, nil)
+	for _, sample := range cckmtest.SampleJobs {
+		status, job := postJSON(t, cancelURL(baseURL, sample.Kind, sample.ID), jwt, nil)
+		switch {
+		case sample.Unknown:
+			assert.Equal(t, http.StatusNotFound, status, "an unknown sample: %v", job)
+		case sample.Finished:
+			assert.Equal(t, http.StatusConflict, status, "a finished sample cannot be canceled: %v", job)
+		default:
+			require.Equal(t, http.StatusOK, status, "cancel answer: %v", job)
+			assert.Equal(t, sample.ID, job["id"])
+			assert.Equal(t, true, job["abort"])
+			info, _ := sample.Kind.Info()
+			assert.Equal(t, info.Running, job["overall_status"])
+		}
+	}
+
+	status, _ := postJSON(t, cancelURL(baseURL, cckmtest.SampleFreshKind, messages.NewRequestID()), jwt, nil)
 	assert.Equal(t, http.StatusNotFound, status, "without --any-job an unknown id is not found")
 
 	out := stop()
 	assert.Contains(t, out, baseURL)
 	for _, job := range cckmtest.SampleJobs {
 		assert.Contains(t, out, job.ID)
+	}
+	for _, kind := range messages.Kinds {
+		assert.Contains(t, out, " "+string(kind), "every kind is named")
 	}
 	assert.Contains(t, out, "stopping")
 }
@@ -126,15 +148,23 @@ func TestTheFakeRefusesWrongCredentials(t *testing.T) {
 	assert.NotContains(t, stop(), "s3cret", "an operator's own password is not printed")
 }
 
-func TestAnyJobMakesAnUnknownUUIDARunningJob(t *testing.T) {
+func TestAnyJobMakesAnUnknownUUIDARunningJobOfEveryKind(t *testing.T) {
 	baseURL, _ := startFake(t, "--any-job", "--quiet")
-	_, token := postJSON(t, baseURL+"/api/v1/auth/tokens", "", map[string]any{
-		"grant_type": "password", "username": defaultUsername, "password": defaultPassword,
-	})
-	jwt, _ := token["jwt"].(string)
-	status, job := postJSON(t, baseURL+"/api/v1/cckm/aws/bulkjob/00000000-0000-4000-8000-000000000000/cancel", jwt, nil)
-	assert.Equal(t, http.StatusOK, status)
-	assert.Equal(t, true, job["abort"])
+	jwt := login(t, baseURL)
+	for _, info := range messages.KindTable() {
+		id := messages.NewRequestID()
+		status, job := postJSON(t, cancelURL(baseURL, info.Kind, id), jwt, nil)
+		assert.Equal(t, http.StatusOK, status, "%s: %v", info.Kind, job)
+		assert.Equal(t, id, job["id"], info.Kind)
+		assert.Equal(t, true, job["abort"], info.Kind)
+		assert.Equal(t, info.Running, job["overall_status"], info.Kind)
+	}
+	for _, sample := range cckmtest.SampleJobs {
+		if sample.Unknown {
+			status, _ := postJSON(t, cancelURL(baseURL, sample.Kind, sample.ID), jwt, nil)
+			assert.Equal(t, http.StatusNotFound, status, "the unknown sample stays unknown with --any-job")
+		}
+	}
 }
 
 func TestTLSPrintsTheCertificateToTrust(t *testing.T) {
