@@ -207,12 +207,17 @@ func createR3Streams(t *testing.T, js jetstream.JetStream) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	var requests, dead []string
+	for _, kind := range messages.Kinds {
+		requests = append(requests, kind.RequestSubject())
+		dead = append(dead, kind.DeadLetterSubject())
+	}
 	configs := []jetstream.StreamConfig{
-		{Name: "CCKM_CANCEL", Subjects: []string{messages.SubjectRefresh, messages.SubjectBulkJob},
+		{Name: "CCKM_CANCEL", Subjects: requests,
 			Retention: jetstream.WorkQueuePolicy, Replicas: 3, Duplicates: 2 * time.Minute},
 		{Name: "CCKM_CANCEL_RESULTS", Subjects: []string{messages.SubjectResults},
 			Replicas: 3, Duplicates: 10 * time.Minute, MaxAge: time.Hour},
-		{Name: "CCKM_CANCEL_DEAD", Subjects: []string{messages.KindRefresh.DeadLetterSubject(), messages.KindBulkJob.DeadLetterSubject()},
+		{Name: "CCKM_CANCEL_DEAD", Subjects: dead,
 			Replicas: 3},
 	}
 	for _, cfg := range configs {

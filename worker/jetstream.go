@@ -240,12 +240,11 @@ func (w *Worker) handleRequest(ctx context.Context, msg jetstream.Msg, release f
 	}
 
 	var out outcome
-	switch {
-	case prior.finished != nil:
+	if prior.finished != nil {
 		// An earlier delivery finished but could not publish: publish what
 		// it found, without calling CipherTrust Manager again.
 		out = *prior.finished
-	default:
+	} else {
 		out = process(ctx, w.canceler, d, w.now)
 	}
 	release() // the call is over: let the next one start
