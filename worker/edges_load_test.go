@@ -176,16 +176,17 @@ func TestMemoryFollowsTheNumberOfSlotsNotThePayloads(t *testing.T) {
 		stopSampling()
 		sampled.Wait()
 
-		// A request gives its slot back once its call is over, so that the
-		// next call starts while its result is published: besides the
-		// Concurrency requests being called about, at most as many are
-		// publishing (a publish is far shorter than a call here). A client
-		// buffer would hold much of the backlog of 200.
+		// The worker holds at most two requests per slot, from pull to
+		// settle (the ones waiting for a slot, kept alive, and the ones
+		// publishing); a client buffer would hold much of the backlog of
+		// 200. The server counts an acknowledged message as pending until
+		// the ack, sent without waiting, reaches it: its count may pass the
+		// worker's by the acks on their way.
 		maxHeld := int64(2 * cfg.Concurrency)
 		assert.Equal(t, int64(cfg.Concurrency), counting.peak.Load(), "calls in flight")
 		assert.Positive(t, heldPeak.Load(), "the sampler saw the worker at work")
 		assert.LessOrEqual(t, heldPeak.Load(), maxHeld, "messages held by the worker at once")
-		assert.LessOrEqual(t, ackPendingPeak.Load(), maxHeld, "messages delivered and not yet settled")
+		assert.LessOrEqual(t, ackPendingPeak.Load(), maxHeld+int64(cfg.Concurrency), "messages delivered and not yet settled")
 		t.Logf("peaks: %d calls, %d messages held, %d ack pending (Concurrency %d)",
 			counting.peak.Load(), heldPeak.Load(), ackPendingPeak.Load(), cfg.Concurrency)
 	})

@@ -174,7 +174,7 @@ func (f *follower) cannotFollow(ctx context.Context, out outcome, taskHeader nat
 // readiness.
 func (w *Worker) runFollow(ctx, workCtx context.Context) {
 	slots := make(chan struct{}, max(4, w.cfg.Concurrency/4))
-	b := budget{slots: slots, holds: make(chan struct{}, cap(slots))}
+	b := budget{slots: slots, holds: make(chan struct{}, heldPerSlot*cap(slots))}
 	wait := minBindRetry
 	for ctx.Err() == nil {
 		cons, err := w.assets.bindFollowConsumer(ctx)

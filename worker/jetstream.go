@@ -80,23 +80,40 @@ func (w *Worker) runJetStream(ctx, workCtx context.Context) error {
 
 // budget bounds what a consumer takes: slots the calls in flight (a
 // handler gives its slot back once CipherTrust Manager's part is over), and
-// holds the messages held, from their arrival until they are settled, so
-// that results NATS is slow to take cannot make the worker pull more and
-// more.
+// holds the messages held, from their arrival until they are settled. There
+// are more holds than slots, so that a request is ready, kept alive, when
+// a slot frees; and results NATS is slow to take cannot make the worker
+// pull more and more.
 type budget struct {
 	slots, holds chan struct{}
 }
 
-// pull hands messages of cons to handle, each holding a slot and a hold of
-// b, until ctx ends, and settles each as handle decides. Every message is
-// kept alive from the moment it arrives until it is settled. At a stop it
-// takes no new work: the pull already out is waited for (at most
-// pullExpiry), and what it brings is handed back at once.
+// pull hands messages of cons to handle, each holding a slot of b while
+// CipherTrust Manager's part runs and a hold until it is settled, until
+// ctx ends, and settles each as handle decides. It asks for as many
+// messages as it has free holds, so every message it receives is its own
+// to keep alive from the moment it arrives: a message waiting for a slot
+// waits in the worker's queue, seen by the keeper, never in the client's
+// buffer. At a stop it takes no new work: the pull already out is waited
+// for (at most pullExpiry), and what is still queued is handed back at
+// once.
 //
 // ready is true from the first pull request until pulling stops.
 func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, b budget, ackWait time.Duration,
 	ready *atomic.Bool, handle func(jetstream.Msg, func()) settlement) error {
 	defer ready.Store(false)
+	queue := make(chan jetstream.Msg, cap(b.holds)) // never full: each message has a hold
+	dispatched := make(chan struct{})
+	go func() {
+		defer close(dispatched)
+		for msg := range queue {
+			w.dispatch(ctx, b, msg, handle)
+		}
+	}()
+	defer func() {
+		close(queue)
+		<-dispatched
+	}()
 	for ctx.Err() == nil {
 		n := b.reserve(ctx)
 		if n == 0 {
@@ -118,21 +135,7 @@ func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, b budget, ac
 		for msg := range batch.Messages() {
 			received++
 			w.keep.hold(msg, ackWait, w.now())
-			if ctx.Err() != nil {
-				// Stopping: hand it back, so another instance takes it now.
-				_ = settle(msg, retryIn(0))
-				w.keep.release(msg)
-				b.unreserve(1)
-				continue
-			}
-			w.spawn(b.slots, func(release func()) {
-				s := handle(msg, release)
-				if err := settle(msg, s); err != nil {
-					w.log.Warn().Err(err).Str("subject", msg.Subject()).Msg("cannot settle the message; the server delivers it again")
-				}
-				w.keep.release(msg)
-				<-b.holds
-			})
+			queue <- msg
 		}
 		b.unreserve(n - received)
 		if err := batch.Error(); err != nil {
@@ -148,6 +151,32 @@ func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, b budget, ac
 	return nil
 }
 
+// dispatch starts a queued message as soon as a slot is free, or, once
+// ctx has ended, hands it back so that another instance takes it now.
+func (w *Worker) dispatch(ctx context.Context, b budget, msg jetstream.Msg, handle func(jetstream.Msg, func()) settlement) {
+	if ctx.Err() == nil {
+		select {
+		case b.slots <- struct{}{}:
+			if ctx.Err() == nil {
+				w.spawn(b.slots, func(release func()) {
+					s := handle(msg, release)
+					if err := settle(msg, s); err != nil {
+						w.log.Warn().Err(err).Str("subject", msg.Subject()).Msg("cannot settle the message; the server delivers it again")
+					}
+					w.keep.release(msg)
+					<-b.holds
+				})
+				return
+			}
+			<-b.slots
+		case <-ctx.Done():
+		}
+	}
+	_ = settle(msg, retryIn(0))
+	w.keep.release(msg)
+	<-b.holds
+}
+
 // maxMessageBytes is the largest message the server takes, so that a
 // pull is never too small for one message of a stream made without the
 // worker's max_msg_size.
@@ -159,8 +188,8 @@ func consumerGone(err error) bool {
 	return errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound)
 }
 
-// reserve takes as many slots and holds as are free, both, waiting for at
-// least one of each; it returns 0 when ctx ends first.
+// reserve takes every free hold, waiting for at least one; it returns 0
+// when ctx ends first.
 func (b budget) reserve(ctx context.Context) int {
 	if ctx.Err() != nil {
 		return 0
@@ -170,34 +199,21 @@ func (b budget) reserve(ctx context.Context) int {
 	case <-ctx.Done():
 		return 0
 	}
-	select {
-	case b.slots <- struct{}{}:
-	case <-ctx.Done():
-		<-b.holds
-		return 0
-	}
 	n := 1
-	for n < cap(b.slots) {
+	for n < cap(b.holds) {
 		select {
 		case b.holds <- struct{}{}:
-		default:
-			return n
-		}
-		select {
-		case b.slots <- struct{}{}:
 			n++
 		default:
-			<-b.holds
 			return n
 		}
 	}
 	return n
 }
 
-// unreserve gives back n slots and holds.
+// unreserve gives back n holds.
 func (b budget) unreserve(n int) {
 	for range n {
-		<-b.slots
 		<-b.holds
 	}
 }

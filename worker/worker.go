@@ -15,10 +15,10 @@ import (
 	"github.com/cckm/cckm-cancel-worker/messages"
 )
 
-// heldPerSlot bounds the requests held (called, or publishing their
-// result) per slot: a slot is given back when the call is over, so that the
-// next call starts while a result is published, and up to this many
-// requests per slot may be between pull and settle.
+// heldPerSlot bounds the requests held per slot, from pull to settle:
+// waiting for a slot (kept alive, so that one is ready when a slot frees),
+// being called about, or publishing their result (a slot is given back
+// when the call is over, so that the next call starts meanwhile).
 const heldPerSlot = 2
 
 // Worker consumes cancel requests and publishes their results. Make one
