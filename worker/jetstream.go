@@ -188,18 +188,27 @@ func consumerGone(err error) bool {
 	return errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound)
 }
 
-// reserve takes every free hold, waiting for at least one; it returns 0
-// when ctx ends first.
+// reserve takes every free hold, waiting for at least a quarter of them
+// (one, for a tiny budget); it returns 0 when ctx ends first. Waiting for a
+// quarter costs no call: the three quarters still held keep every slot
+// busy or have nothing to wait for, and a pull for a handful of messages
+// costs the server and the client nearly as much as a pull for many.
 func (b budget) reserve(ctx context.Context) int {
-	if ctx.Err() != nil {
-		return 0
+	least := max(1, cap(b.holds)/4)
+	n := 0
+	for n < least {
+		if ctx.Err() != nil {
+			b.unreserve(n)
+			return 0
+		}
+		select {
+		case b.holds <- struct{}{}:
+			n++
+		case <-ctx.Done():
+			b.unreserve(n)
+			return 0
+		}
 	}
-	select {
-	case b.holds <- struct{}{}:
-	case <-ctx.Done():
-		return 0
-	}
-	n := 1
 	for n < cap(b.holds) {
 		select {
 		case b.holds <- struct{}{}:
