@@ -41,8 +41,8 @@
 // (poll it until CipherTrust Manager reports it completed or failed, and
 // publish a settled event), and for each request that ended canceled the
 // command also waits, up to --follow-timeout, for the settled event with
-// the same request_id on cckm.cancel.<kind>.settled (or on the
-// Cckm-Reply-To subject).
+// the same request_id, kind and job id on cckm.cancel.<kind>.settled (or on
+// the Cckm-Reply-To subject).
 //
 // Exit status: 0 when every request ended canceled (and, with --follow,
 // settled true); 1 when any did not; 2 for a usage error, a bad id, or no
