@@ -213,6 +213,9 @@ func connect(s connSettings) (*connection, error) {
 		opts = append(opts, nats.UserCredentials(s.Creds))
 	}
 	if s.NKey != "" {
+		if looksLikeNKeySeed(s.NKey) {
+			return nil, errors.New("nkey: give the file holding the NKey seed, not the seed itself")
+		}
 		opt, err := nats.NkeyOptionFromSeed(s.NKey)
 		if err != nil {
 			return nil, fmt.Errorf("nkey %s: %w", s.NKey, err)
@@ -282,6 +285,25 @@ func redactURLs(urls string) string {
 		}
 	}
 	return strings.Join(parts, ",")
+}
+
+// nkeySeedLength is the length of an encoded NKey seed ("SU" and 56 more
+// base32 characters).
+const nkeySeedLength = 58
+
+// looksLikeNKeySeed reports whether s is an NKey seed itself rather than the
+// name of a file holding one: a mistake whose error would otherwise quote
+// the seed, as nats.go quotes the file name it could not open.
+func looksLikeNKeySeed(s string) bool {
+	if len(s) != nkeySeedLength || s[0] != 'S' {
+		return false
+	}
+	for _, r := range s {
+		if (r < 'A' || r > 'Z') && (r < '2' || r > '7') {
+			return false
+		}
+	}
+	return true
 }
 
 // expandHome turns a leading "~/" into home, as the nats CLI does.

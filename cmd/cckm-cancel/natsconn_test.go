@@ -337,3 +337,12 @@ func TestSecretsFromFilesConnectAndNoneIsOnTheCommandLine(t *testing.T) {
 		assert.NotContains(t, res.stderr, "wrong-token-5d6e7f")
 	})
 }
+
+func TestAnNKeySeedGivenForItsFileIsNotShown(t *testing.T) {
+	const seed = "SUAMK2FG4MI6UE3ACF3FK3OIQBCEIEZV7NSWFFEW63UXMRLFM2XLAXK4GY"
+	ns := natstest.RunServer(t, nil)
+	res := newCLI(t, ns).run(t, "--nkey", seed, "refresh", jobA)
+	assert.Equal(t, exitUsage, res.code)
+	assert.Equal(t, "cckm-cancel: nkey: give the file holding the NKey seed, not the seed itself\n", res.stderr)
+	assert.NotContains(t, res.stdout, seed)
+}
