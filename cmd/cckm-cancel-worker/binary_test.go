@@ -190,6 +190,9 @@ func countCalls(cm *cckmtest.Server, op string) int {
 	return n
 }
 
+// nkeySeedExample has the shape of an NKey user seed.
+const nkeySeedExample = "SUAMK2FG4MI6UE3ACF3FK3OIQBCEIEZV7NSWFFEW63UXMRLFM2XLAXK4GY"
+
 func TestABadSettingExitsTwoWithOneLineNamingIt(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "missing")
 	valid := map[string]string{
@@ -213,6 +216,7 @@ func TestABadSettingExitsTwoWithOneLineNamingIt(t *testing.T) {
 		{"WORKER_MODE=bogus", with(map[string]string{"WORKER_MODE": "bogus"}), "WORKER_MODE"},
 		{"WORKER_CONCURRENCY=abc", with(map[string]string{"WORKER_CONCURRENCY": "abc"}), "WORKER_CONCURRENCY"},
 		{"CCKM_PASSWORD_FILE naming a missing file", with(map[string]string{"CCKM_PASSWORD_FILE": missing}, "CCKM_PASSWORD"), "CCKM_PASSWORD_FILE"},
+		{"an NKey seed itself in NATS_NKEY", with(map[string]string{"NATS_NKEY": nkeySeedExample}), "NATS_NKEY"},
 	} {
 		t.Run(tc.name+" exits 2 with one line naming it", func(t *testing.T) {
 			t.Parallel()
@@ -223,6 +227,7 @@ func TestABadSettingExitsTwoWithOneLineNamingIt(t *testing.T) {
 			assert.Equal(t, 1, strings.Count(stderr, "\n"), "stderr is one line: %q", stderr)
 			assert.True(t, strings.HasSuffix(stderr, "\n"), "stderr ends its line: %q", stderr)
 			assert.Contains(t, stderr, tc.setting)
+			assert.NotContains(t, stderr, nkeySeedExample, "stderr shows the NKey seed")
 		})
 	}
 }

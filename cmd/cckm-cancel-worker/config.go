@@ -205,6 +205,9 @@ func (c *config) validate() error {
 			return fmt.Errorf("NATS_URL %q: not a valid URL", redactedURLs(c.NATSURL))
 		}
 	}
+	if looksLikeNKeySeed(c.NATSNKey) {
+		return errors.New("NATS_NKEY: give the file holding the NKey seed, not the seed itself")
+	}
 	if (c.NATSCertFile == "") != (c.NATSKeyFile == "") {
 		return errors.New("NATS_CERT_FILE and NATS_KEY_FILE go together: set both or neither")
 	}

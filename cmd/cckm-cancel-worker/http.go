@@ -77,7 +77,9 @@ func startHTTP(addr string, withPprof bool, ready readiness, registry *prometheu
 	}, nil
 }
 
-// redactedURLs hides passwords in a comma-separated list of NATS URLs.
+// redactedURLs hides passwords and tokens in a comma-separated list of NATS
+// URLs. Every NATS URL the worker prints goes through it: nats.go's own
+// ConnectedUrlRedacted hides a password but shows a token.
 func redactedURLs(list string) string {
 	parts := strings.Split(list, ",")
 	for i, part := range parts {
@@ -105,6 +107,18 @@ func redactedURLs(list string) string {
 		parts[i] = part
 	}
 	return strings.Join(parts, ",")
+}
+
+// scrubURLs replaces each URL of the comma-separated list urls that occurs
+// in text (such as a nats.go error) with its redacted form. A URL without
+// user information is left as it is.
+func scrubURLs(text, urls string) string {
+	for _, part := range strings.Split(urls, ",") {
+		if part = strings.TrimSpace(part); strings.Contains(part, "@") {
+			text = strings.ReplaceAll(text, part, redactedURLs(part))
+		}
+	}
+	return text
 }
 
 // logConfig logs the configuration at start; secrets print as a mask.

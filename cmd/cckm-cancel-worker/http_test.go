@@ -114,6 +114,15 @@ func TestRedactedURLs(t *testing.T) {
 	}
 }
 
+func TestScrubURLsHidesTheUserInformationOfEachURLInAText(t *testing.T) {
+	urls := "nats://t0ken-value@n1:4222, alice:s3cret@n2:4222,n3:4222"
+	text := `parse "nats://t0ken-value@n1:4222": bad; dial alice:s3cret@n2:4222 and n3:4222`
+	got := scrubURLs(text, urls)
+	assert.Equal(t, `parse "nats://xxxxx@n1:4222": bad; dial nats://alice:xxxxx@n2:4222 and n3:4222`, got)
+	assert.NotContains(t, got, "t0ken-value")
+	assert.NotContains(t, got, "s3cret")
+}
+
 func TestPprofIsServedOnlyWhenAsked(t *testing.T) {
 	off, _ := newTestHTTPServer(t, fakeReadiness{})
 	status, _, _ := get(t, off.URL+"/debug/pprof/goroutine?debug=1")

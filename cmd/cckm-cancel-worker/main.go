@@ -156,7 +156,7 @@ func connectNATS(cfg config, log zerolog.Logger) (*nats.Conn, error) {
 		nats.RetryOnFailedConnect(true),
 		nats.DrainTimeout(cfg.Worker.ShutdownTimeout),
 		nats.ConnectHandler(func(nc *nats.Conn) {
-			log.Info().Str("server", nc.ConnectedUrlRedacted()).Msg("connected to NATS")
+			log.Info().Str("server", redactedURLs(nc.ConnectedUrl())).Msg("connected to NATS")
 		}),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			if nc.IsClosed() || nc.IsDraining() {
@@ -164,15 +164,18 @@ func connectNATS(cfg config, log zerolog.Logger) (*nats.Conn, error) {
 			}
 			event := log.Warn()
 			if err != nil {
-				event = event.Err(err)
+				event = event.Str("error", scrubURLs(err.Error(), cfg.NATSURL))
 			}
 			event.Msg("disconnected from NATS; reconnecting")
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info().Str("server", nc.ConnectedUrlRedacted()).Msg("reconnected to NATS")
+			log.Info().Str("server", redactedURLs(nc.ConnectedUrl())).Msg("reconnected to NATS")
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			event := log.Error().Err(err)
+			event := log.Error()
+			if err != nil {
+				event = event.Str("error", scrubURLs(err.Error(), cfg.NATSURL))
+			}
 			if sub != nil {
 				event = event.Str("subject", sub.Subject)
 			}
@@ -203,12 +206,32 @@ func connectNATS(cfg config, log zerolog.Logger) (*nats.Conn, error) {
 	}
 	nc, err := nats.Connect(cfg.NATSURL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("NATS_URL %s: %w", redactedURLs(cfg.NATSURL), err)
+		// nats.go's own error may quote a URL, user information and all.
+		return nil, fmt.Errorf("NATS_URL %s: %s", redactedURLs(cfg.NATSURL), scrubURLs(err.Error(), cfg.NATSURL))
 	}
 	if !nc.IsConnected() {
 		log.Warn().Str("url", redactedURLs(cfg.NATSURL)).Msg("NATS is not reachable yet; retrying in the background")
 	}
 	return nc, nil
+}
+
+// nkeySeedLength is the length of an encoded NKey seed ("SU" and 56 more
+// base32 characters).
+const nkeySeedLength = 58
+
+// looksLikeNKeySeed reports whether s is an NKey seed itself rather than the
+// name of a file holding one: a mistake whose error would otherwise quote
+// the seed, as nats.go quotes the file name it could not open.
+func looksLikeNKeySeed(s string) bool {
+	if len(s) != nkeySeedLength || s[0] != 'S' {
+		return false
+	}
+	for _, r := range s {
+		if (r < 'A' || r > 'Z') && (r < '2' || r > '7') {
+			return false
+		}
+	}
+	return true
 }
 
 // drainNATS drains the connection (flushing what was published) and waits

@@ -79,6 +79,15 @@ func (f *fakeFollower) settle(subject string, req followedRequest, settled bool)
 	_ = f.nc.Publish(subject, event(req, messages.StatusCanceled, overall, new(settled)))
 }
 
+// settleAs publishes a settled event of req as if it were of kind.
+func (f *fakeFollower) settleAs(subject string, kind messages.Kind, req followedRequest, settled bool) {
+	var r messages.Result
+	_ = json.Unmarshal(event(req, messages.StatusCanceled, "completed", new(settled)), &r)
+	r.Kind = kind
+	data, _ := json.Marshal(r)
+	_ = f.nc.Publish(subject, data)
+}
+
 const settledSubject = "cckm.cancel.refresh.settled"
 
 func TestFollowWaitsForTheSettledEvents(t *testing.T) {
@@ -115,6 +124,38 @@ func TestFollowWaitsForTheSettledEvents(t *testing.T) {
 			answer: func(f *fakeFollower, req followedRequest) {
 				f.result(req, messages.StatusCanceled)
 				f.settle(req.ReplyTo, req, true)
+			},
+			code: exitCanceled, settled: "true", overall: "completed",
+		},
+		{
+			name: "another job's settled event with the same request_id is ignored",
+			answer: func(f *fakeFollower, req followedRequest) {
+				f.result(req, messages.StatusCanceled)
+				decoy := req
+				decoy.ID = jobC
+				f.settle(settledSubject, decoy, true)
+				f.settle(req.ReplyTo, decoy, true)
+				f.settle(settledSubject, req, false)
+			},
+			code: exitNotCanceled, settled: "false", overall: "in progress",
+		},
+		{
+			name: "another kind's settled event with the same request_id and job id is ignored",
+			answer: func(f *fakeFollower, req followedRequest) {
+				f.result(req, messages.StatusCanceled)
+				f.settleAs(settledSubject, messages.KindBulkJob, req, true)
+				f.settleAs(req.ReplyTo, messages.KindBulkJob, req, true)
+				f.settle(settledSubject, req, false)
+			},
+			code: exitNotCanceled, settled: "false", overall: "in progress",
+		},
+		{
+			name: "the job id of a settled event matches whatever its case",
+			answer: func(f *fakeFollower, req followedRequest) {
+				f.result(req, messages.StatusCanceled)
+				upper := req
+				upper.ID = strings.ToUpper(req.ID)
+				f.settle(settledSubject, upper, true)
 			},
 			code: exitCanceled, settled: "true", overall: "completed",
 		},

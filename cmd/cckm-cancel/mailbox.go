@@ -23,6 +23,7 @@ type mailbox struct {
 // answer of its sort; copies (a redelivery's result, or the result that core
 // mode sends both to the reply subject and to Cckm-Reply-To) are dropped.
 type pending struct {
+	request      request
 	result       chan received
 	settled      chan received
 	noResponders chan struct{}
@@ -41,6 +42,7 @@ func newMailbox(requests []request) *mailbox {
 	}
 	for i, req := range requests {
 		p := &pending{
+			request:      req,
 			result:       make(chan received, 1),
 			settled:      make(chan received, 1),
 			noResponders: make(chan struct{}, 1),
@@ -51,10 +53,12 @@ func newMailbox(requests []request) *mailbox {
 	return m
 }
 
-// deliver is the subscriptions' handler. A result or settled event is
-// matched by request_id; a "no responders" status by the index at the end
-// of the reply subject it came to. Anything else (another run's settled
-// events, a stream's acknowledgement) is ignored.
+// deliver is the subscriptions' handler. A result is matched by request_id
+// (it comes to the run's own inbox); a settled event by request_id, kind and
+// job id, since the settled subject carries every sender's events and
+// another job's may bear the same request_id; a "no responders" status by
+// the index at the end of the reply subject it came to. Anything else
+// (another run's settled events, a stream's acknowledgement) is ignored.
 func (m *mailbox) deliver(msg *nats.Msg) {
 	if msg.Header.Get("Status") == "503" && len(msg.Data) == 0 {
 		index, err := strconv.Atoi(msg.Subject[strings.LastIndexByte(msg.Subject, '.')+1:])
@@ -76,6 +80,9 @@ func (m *mailbox) deliver(msg *nats.Msg) {
 		return
 	}
 	if event.Settled != nil {
+		if event.Kind != p.request.kind || !strings.EqualFold(event.ID, p.request.id) {
+			return // another job's, or another kind's
+		}
 		offer(p.settled, received{event, raw.Bytes()})
 	} else {
 		offer(p.result, received{event, raw.Bytes()})

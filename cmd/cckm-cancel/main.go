@@ -41,8 +41,8 @@
 // (poll it until CipherTrust Manager reports it completed or failed, and
 // publish a settled event), and for each request that ended canceled the
 // command also waits, up to --follow-timeout, for the settled event with
-// the same request_id on cckm.cancel.<kind>.settled (or on the
-// Cckm-Reply-To subject).
+// the same request_id, kind and job id on cckm.cancel.<kind>.settled (or on
+// the Cckm-Reply-To subject).
 //
 // Exit status: 0 when every request ended canceled (and, with --follow,
 // settled true); 1 when any did not; 2 for a usage error, a bad id, or no
@@ -55,7 +55,11 @@
 // --tlskey (NATS_CA, NATS_CERT, NATS_KEY, or the worker's NATS_CA_FILE,
 // NATS_CERT_FILE, NATS_KEY_FILE), and --context (NATS_CONTEXT, else the
 // context selected in the nats CLI's context.txt). A flag wins over its
-// variable, which wins over the context. The repository's README.md says
+// variable, which wins over the context. So that no secret has to be on
+// the command line, where ps shows it, the password and the token may also
+// come from a file: --password-file and --token-file (NATS_PASSWORD_FILE,
+// NATS_TOKEN_FILE), the content trimmed of surrounding white space; a
+// secret given both as a value and as a file is a usage error. The repository's README.md says
 // it all at more length.
 package main
 
@@ -194,8 +198,10 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.Creds, "creds", "", "NATS credentials file (env NATS_CREDS)")
 	fs.StringVar(&c.NKey, "nkey", "", "NATS NKey seed file (env NATS_NKEY)")
 	fs.StringVar(&c.User, "user", "", "NATS user (env NATS_USER)")
-	fs.StringVar(&c.Password, "password", "", "NATS password (env NATS_PASSWORD)")
-	fs.StringVar(&c.Token, "token", "", "NATS token (env NATS_TOKEN)")
+	fs.StringVar(&c.Password, "password", "", "NATS password (env NATS_PASSWORD); ps shows it: prefer --password-file or the environment")
+	fs.StringVar(&c.PasswordFile, "password-file", "", "read the NATS password from `FILE`, white space trimmed (env NATS_PASSWORD_FILE)")
+	fs.StringVar(&c.Token, "token", "", "NATS token (env NATS_TOKEN); ps shows it: prefer --token-file or the environment")
+	fs.StringVar(&c.TokenFile, "token-file", "", "read the NATS token from `FILE`, white space trimmed (env NATS_TOKEN_FILE)")
 	fs.StringVar(&c.CA, "tlsca", "", "CA bundle for the NATS server's certificate (env NATS_CA or NATS_CA_FILE)")
 	fs.StringVar(&c.Cert, "tlscert", "", "TLS client certificate (env NATS_CERT or NATS_CERT_FILE)")
 	fs.StringVar(&c.Key, "tlskey", "", "TLS client key (env NATS_KEY or NATS_KEY_FILE)")

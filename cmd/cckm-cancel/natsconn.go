@@ -20,6 +20,10 @@ const defaultURL = "nats://127.0.0.1:4222"
 // connSettings says how to reach NATS. Empty fields are unset.
 type connSettings struct {
 	URL, Creds, NKey, User, Password, Token, CA, Cert, Key string
+	// PasswordFile and TokenFile name files holding the password or the
+	// token (flags only: resolveConnection reads them into Password and
+	// Token), so that no secret has to be on the command line.
+	PasswordFile, TokenFile string
 	// Context names the nats CLI context to read.
 	Context string
 	// From a context only: as the nats CLI uses them.
@@ -65,14 +69,22 @@ func resolveConnection(flags connSettings, env func(string) string) (connSetting
 	if err != nil {
 		return connSettings{}, err
 	}
+	password, err := resolveSecret(flags.Password, flags.PasswordFile, "--password", env, "NATS_PASSWORD")
+	if err != nil {
+		return connSettings{}, err
+	}
+	token, err := resolveSecret(flags.Token, flags.TokenFile, "--token", env, "NATS_TOKEN")
+	if err != nil {
+		return connSettings{}, err
+	}
 	home := env("HOME")
 	return connSettings{
 		URL:                first(flags.URL, fromEnv("NATS_URL"), nctx.URL, defaultURL),
 		Creds:              expandHome(first(flags.Creds, fromEnv("NATS_CREDS"), nctx.Creds), home),
 		NKey:               expandHome(first(flags.NKey, fromEnv("NATS_NKEY"), nctx.NKey), home),
 		User:               first(flags.User, fromEnv("NATS_USER"), nctx.User),
-		Password:           first(flags.Password, fromEnv("NATS_PASSWORD"), nctx.Password),
-		Token:              first(flags.Token, fromEnv("NATS_TOKEN"), nctx.Token),
+		Password:           first(password, nctx.Password),
+		Token:              first(token, nctx.Token),
 		CA:                 expandHome(first(flags.CA, fromEnv("NATS_CA", "NATS_CA_FILE"), nctx.CA), home),
 		Cert:               expandHome(first(flags.Cert, fromEnv("NATS_CERT", "NATS_CERT_FILE"), nctx.Cert), home),
 		Key:                expandHome(first(flags.Key, fromEnv("NATS_KEY", "NATS_KEY_FILE"), nctx.Key), home),
@@ -81,6 +93,42 @@ func resolveConnection(flags connSettings, env func(string) string) (connSetting
 		JetStreamAPIPrefix: nctx.JetStreamAPIPrefix,
 		TLSFirst:           nctx.TLSFirst,
 	}, nil
+}
+
+// resolveSecret returns a secret given on the command line, as flagName or
+// flagName-file, else in the environment, as variable or variable_FILE, else
+// "". A file's content is trimmed of surrounding white space; a secret given
+// both as a value and as a file, at the same level, is an error. Errors name
+// the flag or variable and the file, never the secret.
+func resolveSecret(value, file, flagName string, env func(string) string, variable string) (string, error) {
+	if value != "" || file != "" {
+		return secretFrom(value, file, flagName, flagName+"-file")
+	}
+	return secretFrom(env(variable), env(variable+"_FILE"), variable, variable+"_FILE")
+}
+
+// secretFrom is value, or the content of file; valueName and fileName are
+// what they are called in errors.
+func secretFrom(value, file, valueName, fileName string) (string, error) {
+	switch {
+	case value != "" && file != "":
+		return "", fmt.Errorf("%s and %s are both set: set one", valueName, fileName)
+	case file == "":
+		return value, nil
+	}
+	content, err := os.ReadFile(file)
+	if err != nil {
+		var pathErr *os.PathError
+		if errors.As(err, &pathErr) {
+			err = pathErr.Err
+		}
+		return "", fmt.Errorf("%s: read %s: %w", fileName, file, err)
+	}
+	secret := strings.TrimSpace(string(content))
+	if secret == "" {
+		return "", fmt.Errorf("%s: %s is empty", fileName, file)
+	}
+	return secret, nil
 }
 
 // loadContext reads the named nats CLI context, or the selected one
@@ -165,6 +213,9 @@ func connect(s connSettings) (*connection, error) {
 		opts = append(opts, nats.UserCredentials(s.Creds))
 	}
 	if s.NKey != "" {
+		if looksLikeNKeySeed(s.NKey) {
+			return nil, errors.New("nkey: give the file holding the NKey seed, not the seed itself")
+		}
 		opt, err := nats.NkeyOptionFromSeed(s.NKey)
 		if err != nil {
 			return nil, fmt.Errorf("nkey %s: %w", s.NKey, err)
@@ -234,6 +285,25 @@ func redactURLs(urls string) string {
 		}
 	}
 	return strings.Join(parts, ",")
+}
+
+// nkeySeedLength is the length of an encoded NKey seed ("SU" and 56 more
+// base32 characters).
+const nkeySeedLength = 58
+
+// looksLikeNKeySeed reports whether s is an NKey seed itself rather than the
+// name of a file holding one: a mistake whose error would otherwise quote
+// the seed, as nats.go quotes the file name it could not open.
+func looksLikeNKeySeed(s string) bool {
+	if len(s) != nkeySeedLength || s[0] != 'S' {
+		return false
+	}
+	for _, r := range s {
+		if (r < 'A' || r > 'Z') && (r < '2' || r > '7') {
+			return false
+		}
+	}
+	return true
 }
 
 // expandHome turns a leading "~/" into home, as the nats CLI does.
