@@ -1,6 +1,8 @@
 package worker
 
 import (
+	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,4 +63,20 @@ func TestACckmReplyToOutsideTheSafeSubjectsIsRejectedAndNothingIsSentThere(t *te
 			}
 		})
 	}
+}
+
+// A core-mode worker beside a stream on the request subjects would see a
+// jetstream-mode worker handle every request again, and nats req would get
+// the stream's acknowledgement: it says so at start, once, naming the
+// stream.
+func TestACoreModeWorkerSaysOnceThatAStreamHoldsTheRequestSubjects(t *testing.T) {
+	env := newTestEnv(t, cckmtest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := env.js.CreateStream(ctx, requestStreamConfig())
+	require.NoError(t, err)
+	w := env.startWorker(t, testConfig(ModeCore), env.client(t, nil))
+	logs := w.logs.String()
+	assert.Equal(t, 1, strings.Count(logs, "a stream holds the request subjects"), logs)
+	assert.Contains(t, logs, `"stream":"`+RequestStream+`"`)
 }
