@@ -179,9 +179,15 @@ const followShareDivisor = 8
 // follows = MaxInFlight. (Messages pulled but waiting for a slot, being
 // published or waiting between polls count against it too, so the bound
 // is never exceeded, only sometimes not reached.)
+// A Config not yet defaulted splits the default the same way.
 func (c *Config) inFlightShares() (requests, follows int) {
-	follows = max(1, c.MaxInFlight/followShareDivisor)
-	return c.MaxInFlight - follows, follows
+	n := c.MaxInFlight
+	if n <= 0 {
+		n = DefaultMaxInFlight
+	}
+	n = max(n, MinMaxInFlight)
+	follows = max(1, n/followShareDivisor)
+	return n - follows, follows
 }
 
 func (c *Config) validate() error {
