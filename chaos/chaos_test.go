@@ -226,7 +226,7 @@ func createR3Streams(t *testing.T, js jetstream.JetStream) {
 	}
 	_, err := js.CreateConsumer(ctx, "CCKM_CANCEL", jetstream.ConsumerConfig{
 		Durable: "cckm-cancel-worker", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 3 * time.Second,
-		MaxDeliver: -1, MaxAckPending: 1000,
+		MaxDeliver: -1, MaxAckPending: 224, // the requests' share of CCKM_MAX_IN_FLIGHT's default, 256
 	})
 	require.NoError(t, err)
 }

@@ -82,6 +82,11 @@ func deployedWorkerConfig(t *testing.T, provision bool) worker.Config {
 		require.NoError(t, err)
 		cfg.Concurrency = n
 	}
+	if v, ok := data["CCKM_MAX_IN_FLIGHT"]; ok {
+		n, err := strconv.Atoi(v)
+		require.NoError(t, err)
+		cfg.MaxInFlight = n
+	}
 	if _, ok := data["WORKER_ACK_WAIT"]; ok {
 		cfg.AckWait = durationSetting(t, data, "WORKER_ACK_WAIT", worker.DefaultAckWait)
 	}
@@ -161,10 +166,11 @@ func TestTheStreamFilesHoldWhatTheWorkerProvisions(t *testing.T) {
 
 func TestTheConsumerFilesHoldWhatTheWorkerProvisions(t *testing.T) {
 	deployed := deployedWorkerConfig(t, true)
-	concurrency := deployed.Concurrency
-	if concurrency == 0 {
-		concurrency = worker.DefaultConcurrency
+	maxInFlight := deployed.MaxInFlight
+	if maxInFlight == 0 {
+		maxInFlight = worker.DefaultMaxInFlight
 	}
+	follows := max(1, maxInFlight/8)
 	ackWait := deployed.AckWait
 	if ackWait == 0 {
 		ackWait = worker.DefaultAckWait
@@ -175,8 +181,8 @@ func TestTheConsumerFilesHoldWhatTheWorkerProvisions(t *testing.T) {
 		maxAckPending int
 		why           string
 	}{
-		{worker.ConsumerName, worker.RequestStream, max(1000, 4*concurrency), "max_ack_pending against WORKER_CONCURRENCY"},
-		{worker.FollowConsumer, worker.FollowStream, 10000, "max_ack_pending of the follow consumer (worker/follow.go)"},
+		{worker.ConsumerName, worker.RequestStream, maxInFlight - follows, "max_ack_pending: the requests' share of CCKM_MAX_IN_FLIGHT"},
+		{worker.FollowConsumer, worker.FollowStream, follows, "max_ack_pending: the follows' share of CCKM_MAX_IN_FLIGHT"},
 	} {
 		t.Run(tc.consumer, func(t *testing.T) {
 			assert.Equal(t, tc.stream, consumerFiles[tc.consumer].stream)

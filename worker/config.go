@@ -53,6 +53,11 @@ type Config struct {
 	Mode Mode
 	// Concurrency bounds the calls to CipherTrust Manager in flight.
 	Concurrency int
+	// MaxInFlight bounds the cancel and GET calls in flight across every
+	// instance that shares the consumers (jetstream mode), whatever their
+	// number and Concurrency: it is split between the consumers'
+	// MaxAckPending (see inFlightShares). At least MinMaxInFlight.
+	MaxInFlight int
 	// Provision creates missing streams and the consumer.
 	Provision bool
 	// AckWait is the consumer's ack wait when the worker creates it; calls
@@ -99,6 +104,7 @@ type Config struct {
 // Defaults for Config.
 const (
 	DefaultConcurrency     = 64
+	DefaultMaxInFlight     = 256
 	DefaultAckWait         = 10 * time.Second
 	DefaultMaxDeliveries   = 5
 	DefaultRetryDelay      = time.Second
@@ -118,6 +124,10 @@ func (c *Config) setDefaults() {
 	if c.Concurrency <= 0 {
 		c.Concurrency = DefaultConcurrency
 	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
+	c.MaxInFlight = max(c.MaxInFlight, MinMaxInFlight)
 	if c.AckWait <= 0 {
 		c.AckWait = DefaultAckWait
 	}
@@ -151,6 +161,33 @@ func (c *Config) setDefaults() {
 	if c.publishBudget <= 0 {
 		c.publishBudget = defaultPublishBudget
 	}
+}
+
+// MinMaxInFlight is the least MaxInFlight: one call for requests and one
+// for follows, as each consumer needs a MaxAckPending of at least 1.
+const MinMaxInFlight = 2
+
+// followShareDivisor gives the follow consumer an eighth of MaxInFlight:
+// a follow is one GET per poll, spread over minutes, while the requests
+// are what an incident asks for at once.
+const followShareDivisor = 8
+
+// inFlightShares splits MaxInFlight between the request consumer and the
+// follow consumer, as their MaxAckPending. Every cancel or GET runs while
+// its message is unacknowledged, so the calls in flight across all
+// instances are at most the two MaxAckPending together: requests +
+// follows = MaxInFlight. (Messages pulled but waiting for a slot, being
+// published or waiting between polls count against it too, so the bound
+// is never exceeded, only sometimes not reached.)
+// A Config not yet defaulted splits the default the same way.
+func (c *Config) inFlightShares() (requests, follows int) {
+	n := c.MaxInFlight
+	if n <= 0 {
+		n = DefaultMaxInFlight
+	}
+	n = max(n, MinMaxInFlight)
+	follows = max(1, n/followShareDivisor)
+	return n - follows, follows
 }
 
 func (c *Config) validate() error {

@@ -74,14 +74,19 @@ func (c *Config) settledStreamConfig() jetstream.StreamConfig {
 	}
 }
 
+// followConsumerConfig is the durable pull consumer of the follow tasks.
+// MaxAckPending is the follows' share of MaxInFlight: a task waiting
+// between polls (NakWithDelay) stays pending, so it bounds the follows in
+// progress as well as the GETs in flight; the others wait in the stream.
 func (c *Config) followConsumerConfig() jetstream.ConsumerConfig {
+	_, follows := c.inFlightShares()
 	return jetstream.ConsumerConfig{
 		Durable:       FollowConsumer,
 		Description:   "cckm-cancel-worker instances following canceled jobs",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       c.AckWait,
 		MaxDeliver:    -1,
-		MaxAckPending: 10000,
+		MaxAckPending: follows,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
 }
@@ -171,13 +176,17 @@ func (f *follower) cannotFollow(ctx context.Context, out outcome, taskHeader nat
 
 // runFollow binds the follow consumer and polls follow tasks until ctx
 // ends. It retries binding in the background; following is not needed for
-// readiness.
-func (w *Worker) runFollow(ctx, workCtx context.Context) {
+// readiness. A follow consumer whose settings break a promise, under
+// WORKER_PROVISION=false, ends it with a *SettingError.
+func (w *Worker) runFollow(ctx, workCtx context.Context) error {
 	slots := make(chan struct{}, max(4, w.cfg.Concurrency/4))
 	b := budget{slots: slots, holds: make(chan struct{}, heldPerSlot*cap(slots))}
 	wait := minBindRetry
 	for ctx.Err() == nil {
 		cons, err := w.assets.bindFollowConsumer(ctx)
+		if settingErr := (*SettingError)(nil); errors.As(err, &settingErr) {
+			return err
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				w.log.Warn().Err(err).Dur("retry_in", wait).Msg("cannot bind the follow consumer; follows wait")
@@ -200,6 +209,7 @@ func (w *Worker) runFollow(ctx, workCtx context.Context) {
 			sleepCtx(ctx, wait)
 		}
 	}
+	return nil
 }
 
 // handleFollow polls one follow task once and decides how the delivery

@@ -103,15 +103,18 @@ func deadLetterSubjects() []string {
 // server never gives up on a request (MaxDeliver -1): the worker counts
 // deliveries itself and ends a request with a failed result and a dead
 // letter after MaxDeliveries, so a request whose last result could not be
-// published is still delivered once more to publish it.
+// published is still delivered once more to publish it. MaxAckPending is
+// the requests' share of MaxInFlight: the bound on the cancels in flight
+// across every instance.
 func (c *Config) consumerConfig() jetstream.ConsumerConfig {
+	requests, _ := c.inFlightShares()
 	return jetstream.ConsumerConfig{
 		Durable:       ConsumerName,
 		Description:   "cckm-cancel-worker instances",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       c.AckWait,
 		MaxDeliver:    -1,
-		MaxAckPending: max(1000, 4*c.Concurrency),
+		MaxAckPending: requests,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
 }
@@ -275,8 +278,9 @@ func (p *provisioner) checkResultStream(ctx context.Context, ackWait time.Durati
 }
 
 // checkConsumer puts right an existing request consumer: explicit acks, a
-// pull consumer, MaxDeliver unlimited or at least MaxDeliveries, and a
-// filter that leaves out no request subject. Settings the server cannot
+// pull consumer, MaxDeliver unlimited or at least MaxDeliveries,
+// MaxAckPending the requests' share of MaxInFlight, and a filter that
+// leaves out no request subject. Settings the server cannot
 // change in place (ack policy, push delivery) are corrected by creating
 // the consumer again; the work queue keeps every request meanwhile.
 func (p *provisioner) checkConsumer(ctx context.Context, cons jetstream.Consumer) (jetstream.Consumer, error) {
@@ -296,6 +300,10 @@ func (p *provisioner) checkConsumer(ctx context.Context, cons jetstream.Consumer
 		fixes = append(fixes, correction{setting: "max_deliver",
 			problem: fmt.Sprintf("%d is below WORKER_MAX_DELIVERIES (%d): a request would be dropped with no result", cfg.MaxDeliver, p.cfg.MaxDeliveries),
 			apply:   func() { cfg.MaxDeliver = -1 }})
+	}
+	requests, _ := p.cfg.inFlightShares()
+	if fix, ok := p.maxAckPendingFix(&cfg, requests, "requests"); ok {
+		fixes = append(fixes, fix)
 	}
 	filters := cfg.FilterSubjects
 	if cfg.FilterSubject != "" {
@@ -319,6 +327,39 @@ func (p *provisioner) checkConsumer(ctx context.Context, cons jetstream.Consumer
 	updated, err := p.js.UpdateConsumer(ctx, RequestStream, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("update consumer %s: %w", ConsumerName, err)
+	}
+	return updated, nil
+}
+
+// maxAckPendingFix corrects a consumer's MaxAckPending that is not share,
+// the part of CCKM_MAX_IN_FLIGHT its consumer is given: a larger one lets
+// more calls run at once across the instances than the bound, a smaller
+// one holds them below it. what names the share in the problem.
+func (p *provisioner) maxAckPendingFix(cfg *jetstream.ConsumerConfig, share int, what string) (correction, bool) {
+	if cfg.MaxAckPending == share {
+		return correction{}, false
+	}
+	return correction{setting: "max_ack_pending",
+		problem: fmt.Sprintf("%d is not the %s' share (%d) of CCKM_MAX_IN_FLIGHT (%d): the calls in flight across the instances would not keep to it",
+			cfg.MaxAckPending, what, share, p.cfg.MaxInFlight),
+		apply: func() { cfg.MaxAckPending = share }}, true
+}
+
+// checkFollowConsumer puts right an existing follow consumer:
+// MaxAckPending the follows' share of MaxInFlight.
+func (p *provisioner) checkFollowConsumer(ctx context.Context, cons jetstream.Consumer) (jetstream.Consumer, error) {
+	cfg := cons.CachedInfo().Config
+	_, follows := p.cfg.inFlightShares()
+	fix, ok := p.maxAckPendingFix(&cfg, follows, "follows")
+	if !ok {
+		return cons, nil
+	}
+	if err := p.correct("consumer "+FollowConsumer, []correction{fix}); err != nil {
+		return nil, err
+	}
+	updated, err := p.js.UpdateConsumer(ctx, FollowStream, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("update consumer %s: %w", FollowConsumer, err)
 	}
 	return updated, nil
 }
@@ -426,7 +467,7 @@ func (p *provisioner) createConsumer(ctx context.Context) (jetstream.Consumer, e
 }
 
 // bindFollowConsumer finds (or creates) CCKM_CANCEL_FOLLOW and its
-// consumer.
+// consumer, and checks the consumer's MaxAckPending.
 func (p *provisioner) bindFollowConsumer(ctx context.Context) (jetstream.Consumer, error) {
 	exists, err := p.ensureStream(ctx, followStreamConfig())
 	if err != nil {
@@ -436,7 +477,10 @@ func (p *provisioner) bindFollowConsumer(ctx context.Context) (jetstream.Consume
 		return nil, fmt.Errorf("stream %s does not exist and WORKER_PROVISION is false", FollowStream)
 	}
 	cons, err := p.js.Consumer(ctx, FollowStream, FollowConsumer)
-	if err == nil || !errors.Is(err, jetstream.ErrConsumerNotFound) || !p.cfg.Provision {
+	if err == nil {
+		return p.checkFollowConsumer(ctx, cons)
+	}
+	if !errors.Is(err, jetstream.ErrConsumerNotFound) || !p.cfg.Provision {
 		return cons, err
 	}
 	cons, err = p.js.CreateConsumer(ctx, FollowStream, p.cfg.followConsumerConfig())

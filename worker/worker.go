@@ -104,13 +104,17 @@ func (w *Worker) Run(ctx context.Context) error {
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 
+	// runCtx is ctx, or ends earlier when following cannot start.
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+
 	// drainOver closes ShutdownTimeout after the stop: one deadline for
 	// the whole drain.
 	runDone := make(chan struct{})
 	defer close(runDone)
 	go func() {
 		select {
-		case <-ctx.Done():
+		case <-runCtx.Done():
 		case <-runDone:
 			return
 		}
@@ -143,26 +147,34 @@ func (w *Worker) Run(ctx context.Context) error {
 	}()
 
 	// Follows are polled in jetstream mode, and in core mode when the NATS
-	// server has JetStream.
+	// server has JetStream. A follow consumer that cannot be used as it is
+	// (a *SettingError) stops the requests too, as the request consumer's
+	// would.
 	followCtx, stopFollow := context.WithCancel(ctx)
 	defer stopFollow()
 	followDone := make(chan struct{})
+	var followErr error
 	go func() {
 		defer close(followDone)
 		if w.cfg.Mode == ModeJetStream || w.jetStreamEnabled(followCtx) {
-			w.runFollow(followCtx, workCtx)
+			if followErr = w.runFollow(followCtx, workCtx); followErr != nil {
+				stopRun()
+			}
 		}
 	}()
 
 	switch w.cfg.Mode {
 	case ModeCore:
-		err = w.runCore(ctx, workCtx)
+		err = w.runCore(runCtx, workCtx)
 	default:
-		err = w.runJetStream(ctx, workCtx)
+		err = w.runJetStream(runCtx, workCtx)
 	}
 	w.bound.Store(false)
 	stopFollow()
 	<-followDone
+	if err == nil {
+		err = followErr
+	}
 
 	done := make(chan struct{})
 	go func() {

@@ -79,6 +79,7 @@ var settings = []setting{
 	{env: "CCKM_RETRY_BUDGET", def: cckmclient.DefaultRetryBudget.String(), usage: "time limit of all attempts of one delivery"},
 	{env: "WORKER_MODE", def: string(worker.ModeJetStream), usage: "jetstream or core"},
 	{env: "WORKER_CONCURRENCY", def: strconv.Itoa(worker.DefaultConcurrency), usage: "calls to CipherTrust Manager in flight"},
+	{env: "CCKM_MAX_IN_FLIGHT", def: strconv.Itoa(worker.DefaultMaxInFlight), usage: "cancel and GET calls in flight across every instance sharing the consumers (at least 2; an eighth, at least 1, for follows)"},
 	{env: "WORKER_PROVISION", def: "true", usage: "create missing streams and the consumer"},
 	{env: "WORKER_ACK_WAIT", def: worker.DefaultAckWait.String(), usage: "the consumer's ack wait, when the worker creates it"},
 	{env: "WORKER_MAX_DELIVERIES", def: strconv.Itoa(worker.DefaultMaxDeliveries), usage: "deliveries before a transient failure becomes a failed result and a dead letter"},
@@ -93,6 +94,10 @@ var settings = []setting{
 	{env: "LOG_LEVEL", def: "info", usage: "trace, debug, info, warn or error"},
 	{env: "LOG_FORMAT", def: "json", usage: "json or console"},
 }
+
+// maxMaxInFlight bounds CCKM_MAX_IN_FLIGHT: it becomes the consumers'
+// MaxAckPending, and a bound past this protects nothing.
+const maxMaxInFlight = 1_000_000
 
 // loadConfig reads settings from getenv and args. An error names the
 // setting at fault, in one line.
@@ -161,6 +166,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	cfg.Worker = worker.Config{
 		Mode:            worker.Mode(p.str("WORKER_MODE")),
 		Concurrency:     p.integer("WORKER_CONCURRENCY", 1, 10000),
+		MaxInFlight:     p.integer("CCKM_MAX_IN_FLIGHT", worker.MinMaxInFlight, maxMaxInFlight),
 		Provision:       p.boolean("WORKER_PROVISION"),
 		AckWait:         p.duration("WORKER_ACK_WAIT"),
 		MaxDeliveries:   p.integer("WORKER_MAX_DELIVERIES", 1, 1000),

@@ -147,6 +147,7 @@ func logConfig(log zerolog.Logger, cfg config) {
 		Str("cckm_retry_budget", cfg.CCKM.RetryBudget.String()).
 		Str("worker_mode", string(cfg.Worker.Mode)).
 		Int("worker_concurrency", cfg.Worker.Concurrency).
+		Int("cckm_max_in_flight", cfg.Worker.MaxInFlight).
 		Bool("worker_provision", cfg.Worker.Provision).
 		Str("worker_ack_wait", cfg.Worker.AckWait.String()).
 		Int("worker_max_deliveries", cfg.Worker.MaxDeliveries).

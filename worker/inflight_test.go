@@ -1,0 +1,247 @@
+package worker
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cckm/cckm-cancel-worker/cckmclient"
+	"github.com/cckm/cckm-cancel-worker/cckmclient/cckmtest"
+	"github.com/cckm/cckm-cancel-worker/messages"
+)
+
+// inFlightCM stands in front of the fake CipherTrust Manager and counts
+// the cancels and GETs of jobs it is answering at once, as CipherTrust
+// Manager would see them: from the request's arrival to the first byte
+// of its answer (token requests are not counted).
+type inFlightCM struct {
+	url           string
+	now, peak     atomic.Int64
+	cancels, gets atomic.Int64
+}
+
+func newInFlightCM(t *testing.T, cm *cckmtest.Server) *inFlightCM {
+	t.Helper()
+	target, err := url.Parse(cm.URL())
+	require.NoError(t, err)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.Transport = &http.Transport{MaxIdleConnsPerHost: 256}
+	c := &inFlightCM{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/auth/") {
+			proxy.ServeHTTP(w, r)
+			return
+		}
+		isGet := r.Method == http.MethodGet
+		if isGet {
+			c.gets.Add(1)
+		} else {
+			c.cancels.Add(1)
+		}
+		n := c.now.Add(1)
+		for peak := c.peak.Load(); n > peak && !c.peak.CompareAndSwap(peak, n); peak = c.peak.Load() {
+		}
+		cw := &countedWriter{ResponseWriter: w, done: func() { c.now.Add(-1) }}
+		defer cw.answered()
+		proxy.ServeHTTP(cw, r)
+	}))
+	t.Cleanup(srv.Close)
+	c.url = srv.URL
+	return c
+}
+
+// countedWriter calls done once, when the answer starts (or the handler
+// ends without one), before the client can see any of it.
+type countedWriter struct {
+	http.ResponseWriter
+	once sync.Once
+	done func()
+}
+
+func (w *countedWriter) answered() { w.once.Do(w.done) }
+
+func (w *countedWriter) WriteHeader(status int) {
+	w.answered()
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *countedWriter) Write(b []byte) (int, error) {
+	w.answered()
+	return w.ResponseWriter.Write(b)
+}
+
+// client is a CipherTrust Manager client through the counter.
+func (c *inFlightCM) client(t *testing.T) *cckmclient.Client {
+	t.Helper()
+	client, err := cckmclient.New(cckmclient.Config{
+		BaseURL:         c.url,
+		Credentials:     cckmclient.Credentials{Username: testUser, Password: testPassword},
+		Timeout:         5 * time.Second,
+		MaxAttempts:     2,
+		RetryBudget:     10 * time.Second,
+		BaseBackoff:     time.Millisecond,
+		MaxBackoff:      5 * time.Millisecond,
+		MaxConnsPerHost: 64,
+	})
+	require.NoError(t, err)
+	return client
+}
+
+// TestMaxInFlightBoundsTheCallsOfEveryInstanceTogether: three instances
+// of 64 slots each, CCKM_MAX_IN_FLIGHT=10, 1,000 requests against a CM
+// answering in 50 ms: CM never sees more than 10 calls at once, cancels
+// and follow GETs together, and every request gets its result.
+func TestMaxInFlightBoundsTheCallsOfEveryInstanceTogether(t *testing.T) {
+	const (
+		requests    = 1000
+		maxInFlight = 10
+		followEvery = 10 // with follows: every tenth request asks for one
+	)
+	for _, follows := range []bool{false, true} {
+		name := "cancels only"
+		if follows {
+			name = "with follows running"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			env := newTestEnv(t, cckmtest.Options{AnyJob: true, Latency: 50 * time.Millisecond,
+				SettleAfter: time.Nanosecond, NoRecord: true})
+			counter := newInFlightCM(t, env.cm)
+			results := env.watchResults(t, messages.SubjectResults)
+			settledEvents := env.watchResults(t, messages.SubjectSettled)
+			cfg := testConfig(ModeJetStream)
+			cfg.Concurrency = 64
+			cfg.MaxInFlight = maxInFlight
+			cfg.AckWait = 5 * time.Second
+			cfg.MaxDeliveries = 5
+			for range 3 {
+				env.startWorker(t, cfg, counter.client(t))
+			}
+
+			ids := map[string]bool{}
+			wantFollows := 0
+			var acks []jetstream.PubAckFuture
+			for i := range requests {
+				id := messages.NewRequestID()
+				ids[id] = true
+				payload := id
+				if follows && i%followEvery == 0 {
+					payload = `{"id":"` + id + `","follow":true}`
+					wantFollows++
+				}
+				ack, err := env.js.PublishAsync(messages.KindRefresh.RequestSubject(), []byte(payload))
+				require.NoError(t, err)
+				acks = append(acks, ack)
+			}
+			for _, ack := range acks {
+				select {
+				case <-ack.Ok():
+				case err := <-ack.Err():
+					require.NoError(t, err)
+				case <-time.After(10 * time.Second):
+					t.Fatal("a request was not stored within 10s")
+				}
+			}
+			seen := map[string]bool{}
+			for len(seen) < requests {
+				result, _ := results.next(t)
+				require.Equal(t, messages.StatusCanceled, result.Status, "%+v", result)
+				require.True(t, ids[result.ID], "a result for a job never asked for: %s", result.ID)
+				seen[result.ID] = true
+			}
+			settled := 0
+			for settled < wantFollows {
+				event, _ := settledEvents.next(t)
+				require.NotNil(t, event.Settled)
+				require.True(t, *event.Settled, "%+v", event)
+				settled++
+			}
+
+			t.Logf("peak %d calls at once; %d cancels, %d GETs", counter.peak.Load(), counter.cancels.Load(), counter.gets.Load())
+			assert.LessOrEqual(t, counter.peak.Load(), int64(maxInFlight),
+				"CCKM_MAX_IN_FLIGHT calls at once across the three instances, never more")
+			assert.GreaterOrEqual(t, counter.peak.Load(), int64(maxInFlight/2),
+				"the calls did run side by side")
+			assert.GreaterOrEqual(t, counter.cancels.Load(), int64(requests))
+			if follows {
+				assert.GreaterOrEqual(t, counter.gets.Load(), int64(wantFollows), "each follow GETs its job")
+			} else {
+				assert.Zero(t, counter.gets.Load())
+			}
+		})
+	}
+}
+
+// TestAnExistingConsumerIsBroughtToItsShareOfMaxInFlight: a consumer
+// with MaxAckPending 1000 (as an older worker made the request consumer)
+// is brought to its share of CCKM_MAX_IN_FLIGHT with provisioning on, and
+// refused with a *SettingError naming max_ack_pending with it off, for
+// the request consumer and the follow consumer alike.
+func TestAnExistingConsumerIsBroughtToItsShareOfMaxInFlight(t *testing.T) {
+	for _, provision := range []bool{true, false} {
+		for _, tc := range []struct{ consumer, stream string }{
+			{ConsumerName, RequestStream},
+			{FollowConsumer, FollowStream},
+		} {
+			t.Run(tc.consumer+map[bool]string{true: " is corrected", false: " is refused"}[provision], func(t *testing.T) {
+				env := newTestEnv(t, cckmtest.Options{AnyJob: true})
+				cfg := testConfig(ModeJetStream)
+				cfg.MaxInFlight = 100 // requests 88, follows 12
+				want := map[string]int{ConsumerName: 88, FollowConsumer: 12}[tc.consumer]
+
+				// Every asset as the worker makes it, then the consumer as
+				// an older worker (or an operator) left it.
+				setup := env.startWorker(t, cfg, env.client(t, nil))
+				require.Eventually(t, func() bool { return setup.followReady.Load() }, 10*time.Second, 5*time.Millisecond)
+				setup.stop(t)
+				require.Equal(t, want, storedMaxAckPending(t, env, tc.stream, tc.consumer), "made with its share")
+				setMaxAckPending(t, env, tc.stream, tc.consumer, 1000)
+
+				cfg.Provision = provision
+				if !provision {
+					err := env.runForError(t, cfg)
+					requireSettingError(t, err, "max_ack_pending")
+					assert.Contains(t, err.Error(), "consumer "+tc.consumer)
+					assert.Equal(t, 1000, storedMaxAckPending(t, env, tc.stream, tc.consumer), "left as it was")
+					return
+				}
+				env.startWorker(t, cfg, env.client(t, nil))
+				require.Eventually(t, func() bool {
+					return storedMaxAckPending(t, env, tc.stream, tc.consumer) == want
+				}, 10*time.Second, 10*time.Millisecond, "the consumer is brought to its share")
+			})
+		}
+	}
+}
+
+func storedMaxAckPending(t *testing.T, env *testEnv, stream, consumer string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cons, err := env.js.Consumer(ctx, stream, consumer)
+	require.NoError(t, err)
+	return cons.CachedInfo().Config.MaxAckPending
+}
+
+func setMaxAckPending(t *testing.T, env *testEnv, stream, consumer string, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cons, err := env.js.Consumer(ctx, stream, consumer)
+	require.NoError(t, err)
+	cfg := cons.CachedInfo().Config
+	cfg.MaxAckPending = n
+	_, err = env.js.UpdateConsumer(ctx, stream, cfg)
+	require.NoError(t, err)
+}
