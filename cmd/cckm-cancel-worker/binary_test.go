@@ -212,6 +212,8 @@ func TestABadSettingExitsTwoWithOneLineNamingIt(t *testing.T) {
 		{"a missing CCKM_URL", with(nil, "CCKM_URL"), "CCKM_URL"},
 		{"WORKER_MODE=bogus", with(map[string]string{"WORKER_MODE": "bogus"}), "WORKER_MODE"},
 		{"WORKER_CONCURRENCY=abc", with(map[string]string{"WORKER_CONCURRENCY": "abc"}), "WORKER_CONCURRENCY"},
+		{"CCKM_RATE_LIMIT=-1", with(map[string]string{"CCKM_RATE_LIMIT": "-1"}), "CCKM_RATE_LIMIT"},
+		{"CCKM_RATE_BURST=0", with(map[string]string{"CCKM_RATE_BURST": "0"}), "CCKM_RATE_BURST"},
 		{"CCKM_PASSWORD_FILE naming a missing file", with(map[string]string{"CCKM_PASSWORD_FILE": missing}, "CCKM_PASSWORD"), "CCKM_PASSWORD_FILE"},
 	} {
 		t.Run(tc.name+" exits 2 with one line naming it", func(t *testing.T) {
