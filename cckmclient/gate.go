@@ -17,8 +17,9 @@ type Gate interface {
 	// the client calls exactly once when that attempt is over, with its
 	// HTTP status (GateNoAnswer, or GateAbandoned) and the Retry-After it
 	// carried (0 when none). It returns an error, and no function, when
-	// ctx ends first, or at once when ctx's deadline comes before the
-	// attempt could be sent: the call then fails without being sent.
+	// ctx ends first, or earlier when it knows the attempt could not be
+	// sent before ctx's deadline (as a rate limit does): the call then
+	// fails without being sent.
 	Wait(ctx context.Context) (done func(status int, retryAfter time.Duration), err error)
 }
 
