@@ -3,6 +3,7 @@ package cckmclient
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -58,8 +59,16 @@ func (c *Client) call(ctx context.Context, method, op string, kind messages.Kind
 		} else if previous != nil && !c.now().Before(deadline) {
 			return resp, previous // no time left to send another attempt: not one more counted
 		} else {
+			done, gateErr := c.admit(ctx)
+			if gateErr != nil {
+				if previous != nil {
+					return resp, previous // what the last attempt learned says more
+				}
+				return resp, &UnreachableError{Op: opName, Err: fmt.Errorf("%w: %w", ErrNotSent, gateErr)}
+			}
 			started := c.now()
 			status, job, err := c.attempt(ctx, method, target, auth, opName, deadline)
+			done(gateStatus(ctx, status), retryAfterOf(err))
 			resp.Attempts++
 			if status != 0 {
 				resp.HTTPStatus = status
@@ -172,4 +181,23 @@ func (c *Client) scrub(text string, also ...string) string {
 		}
 	}
 	return text
+}
+
+// gateStatus is what the Gate hears of an attempt: its status, or
+// GateAbandoned when no answer came because the call's own context or
+// budget ended (not CCKM_TIMEOUT's per-attempt limit).
+func gateStatus(ctx context.Context, status int) int {
+	if status == 0 && ctx.Err() != nil {
+		return GateAbandoned
+	}
+	return status
+}
+
+// retryAfterOf is the Retry-After an attempt's error carried, or 0.
+func retryAfterOf(err error) time.Duration {
+	var apiErr *APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.RetryAfter
+	}
+	return 0
 }

@@ -63,6 +63,12 @@ type Config struct {
 	// OnTokenGrant, if set, is called after every call to the token
 	// endpoint with the grant type and its error.
 	OnTokenGrant func(grant string, err error)
+	// Gate, if set, is waited for before every HTTP attempt on a job
+	// endpoint and told how it went (a rate limit, a shared back-off). A
+	// call whose time runs out while it waits fails with an
+	// *UnreachableError wrapping ErrNotSent, unless an earlier attempt's
+	// error says more.
+	Gate Gate
 }
 
 // Attempt describes one HTTP attempt, for metrics.

@@ -16,6 +16,11 @@ import (
 // UUID: an id is never pasted into a URL unchecked.
 var ErrInvalidID = errors.New("job id is not a UUID")
 
+// ErrNotSent is wrapped in the *UnreachableError of a call whose time ran
+// out while Config.Gate held its attempt: nothing was sent, and trying
+// again later may succeed.
+var ErrNotSent = errors.New("not sent: the call's time ran out while it waited its turn")
+
 // APIError is an error answer from CipherTrust Manager.
 type APIError struct {
 	// Op says what was being done, e.g. "cancel refresh 8155fe39-...".

@@ -20,6 +20,8 @@ type Metrics struct {
 	deadLetters  *prometheus.CounterVec
 	publishFails *prometheus.CounterVec
 	tokenGrants  *prometheus.CounterVec
+	held         prometheus.Gauge
+	holds        prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -58,9 +60,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "cckm_cancel_cm_token_grants_total",
 			Help: "Calls to CipherTrust Manager's token endpoint, by grant type and outcome.",
 		}, []string{"grant", "outcome"}),
+		held: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cckm_cancel_cm_held",
+			Help: "1 while new calls to CipherTrust Manager are held (it answered 429 or 503, or kept failing) and only probes go, else 0.",
+		}),
+		holds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cckm_cancel_cm_holds_total",
+			Help: "Times calls to CipherTrust Manager began to be held.",
+		}),
 	}
 	reg.MustRegister(m.results, m.callDuration, m.retries, m.redeliveries, m.inFlight,
-		m.deadLetters, m.publishFails, m.tokenGrants)
+		m.deadLetters, m.publishFails, m.tokenGrants, m.held, m.holds)
 	return m
 }
 
@@ -120,4 +130,18 @@ func (m *Metrics) addInFlight(delta float64) {
 	if m != nil {
 		m.inFlight.Add(delta)
 	}
+}
+
+// setHeld records that calls to CipherTrust Manager began, or ceased, to
+// be held.
+func (m *Metrics) setHeld(held bool) {
+	if m == nil {
+		return
+	}
+	if held {
+		m.held.Set(1)
+		m.holds.Inc()
+		return
+	}
+	m.held.Set(0)
 }

@@ -216,6 +216,8 @@ func TestABadSettingExitsTwoWithOneLineNamingIt(t *testing.T) {
 		{"WORKER_MODE=bogus", with(map[string]string{"WORKER_MODE": "bogus"}), "WORKER_MODE"},
 		{"WORKER_CONCURRENCY=abc", with(map[string]string{"WORKER_CONCURRENCY": "abc"}), "WORKER_CONCURRENCY"},
 		{"CCKM_MAX_IN_FLIGHT=0", with(map[string]string{"CCKM_MAX_IN_FLIGHT": "0"}), "CCKM_MAX_IN_FLIGHT"},
+		{"CCKM_RATE_LIMIT=-1", with(map[string]string{"CCKM_RATE_LIMIT": "-1"}), "CCKM_RATE_LIMIT"},
+		{"CCKM_RATE_BURST=0", with(map[string]string{"CCKM_RATE_BURST": "0"}), "CCKM_RATE_BURST"},
 		{"CCKM_PASSWORD_FILE naming a missing file", with(map[string]string{"CCKM_PASSWORD_FILE": missing}, "CCKM_PASSWORD"), "CCKM_PASSWORD_FILE"},
 		{"an NKey seed itself in NATS_NKEY", with(map[string]string{"NATS_NKEY": nkeySeedExample}), "NATS_NKEY"},
 	} {

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/url"
 	"strconv"
@@ -34,6 +35,8 @@ type config struct {
 	NATSKeyFile  string
 
 	CCKM cckmclient.Config
+	// Guard paces and holds the calls to CipherTrust Manager.
+	Guard worker.GuardConfig
 
 	Worker worker.Config
 
@@ -77,6 +80,8 @@ var settings = []setting{
 	{env: "CCKM_TIMEOUT", def: cckmclient.DefaultTimeout.String(), usage: "time limit of each HTTP attempt"},
 	{env: "CCKM_MAX_ATTEMPTS", def: strconv.Itoa(cckmclient.DefaultMaxAttempts), usage: "HTTP attempts per delivery, the first included"},
 	{env: "CCKM_RETRY_BUDGET", def: cckmclient.DefaultRetryBudget.String(), usage: "time limit of all attempts of one delivery"},
+	{env: "CCKM_RATE_LIMIT", def: "0", usage: "HTTP attempts per second to CipherTrust Manager per instance (0: no limit)"},
+	{env: "CCKM_RATE_BURST", def: strconv.Itoa(worker.DefaultRateBurst), usage: "attempts that may go at once above CCKM_RATE_LIMIT"},
 	{env: "WORKER_MODE", def: string(worker.ModeJetStream), usage: "jetstream or core"},
 	{env: "WORKER_CONCURRENCY", def: strconv.Itoa(worker.DefaultConcurrency), usage: "calls to CipherTrust Manager in flight"},
 	{env: "CCKM_MAX_IN_FLIGHT", def: strconv.Itoa(worker.DefaultMaxInFlight), usage: "cancel and GET calls in flight across every instance sharing the consumers (at least 2; an eighth, at least 1, for follows)"},
@@ -178,6 +183,13 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		FollowInterval:  p.duration("WORKER_FOLLOW_INTERVAL"),
 	}
 	cfg.Worker.CallBudget = cfg.CCKM.RetryBudget
+	cfg.Guard = worker.GuardConfig{
+		RateLimit: p.rate("CCKM_RATE_LIMIT"),
+		RateBurst: p.integer("CCKM_RATE_BURST", 1, maxRateBurst),
+		// A hold grows as redelivery delays do.
+		FirstHold: cfg.Worker.RetryDelay,
+		MaxHold:   cfg.Worker.MaxRetryDelay,
+	}
 	cfg.CCKM.MaxConnsPerHost = max(cckmclient.DefaultMaxConnsPerHost, cfg.Worker.Concurrency)
 	cfg.HTTPAddr = p.str("HTTP_ADDR")
 	cfg.HTTPPprof = p.boolean("HTTP_PPROF")
@@ -272,6 +284,20 @@ func (p *parser) integer(env string, lo, hi int) int {
 		p.fail(env, value, fmt.Sprintf("must be a whole number from %d to %d", lo, hi))
 	}
 	return n
+}
+
+// maxRateBurst bounds CCKM_RATE_BURST: more attempts at once than any
+// instance has calls in flight would be no limit at all.
+const maxRateBurst = 100000
+
+// rate reads a number of calls per second: 0 or more.
+func (p *parser) rate(env string) float64 {
+	value := p.str(env)
+	r, err := strconv.ParseFloat(value, 64)
+	if err != nil || r < 0 || math.IsInf(r, 0) || math.IsNaN(r) {
+		p.fail(env, value, "must be a number of calls per second, 0 or more (0: no limit)")
+	}
+	return r
 }
 
 func (p *parser) duration(env string) time.Duration {

@@ -145,6 +145,8 @@ func logConfig(log zerolog.Logger, cfg config) {
 		Str("cckm_timeout", cfg.CCKM.Timeout.String()).
 		Int("cckm_max_attempts", cfg.CCKM.MaxAttempts).
 		Str("cckm_retry_budget", cfg.CCKM.RetryBudget.String()).
+		Float64("cckm_rate_limit", cfg.Guard.RateLimit).
+		Int("cckm_rate_burst", cfg.Guard.RateBurst).
 		Str("worker_mode", string(cfg.Worker.Mode)).
 		Int("worker_concurrency", cfg.Worker.Concurrency).
 		Int("cckm_max_in_flight", cfg.Worker.MaxInFlight).

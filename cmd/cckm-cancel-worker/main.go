@@ -111,6 +111,7 @@ func run(ctx context.Context, cfg config, log zerolog.Logger, stdout io.Writer) 
 		metrics.ObserveCall(a.Op, a.Kind, a.Status, a.Duration, a.Retry)
 	}
 	cckmCfg.OnTokenGrant = metrics.ObserveTokenGrant
+	cckmCfg.Gate = worker.NewGuard(cfg.Guard, log.With().Str("component", "guard").Logger(), metrics)
 	client, err := cckmclient.New(cckmCfg)
 	if err != nil {
 		return err
