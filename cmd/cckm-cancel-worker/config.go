@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/cckm/cckm-cancel-worker/cckmclient"
+	"github.com/cckm/cckm-cancel-worker/internal/nkeyseed"
 	"github.com/cckm/cckm-cancel-worker/worker"
 )
 
@@ -223,7 +224,7 @@ func (c *config) validate() error {
 			return fmt.Errorf("NATS_URL %q: not a valid URL", redactedURLs(c.NATSURL))
 		}
 	}
-	if looksLikeNKeySeed(c.NATSNKey) {
+	if nkeyseed.Looks(c.NATSNKey) {
 		return errors.New("NATS_NKEY: give the file holding the NKey seed, not the seed itself")
 	}
 	if (c.NATSCertFile == "") != (c.NATSKeyFile == "") {

@@ -216,25 +216,6 @@ func connectNATS(cfg config, log zerolog.Logger) (*nats.Conn, error) {
 	return nc, nil
 }
 
-// nkeySeedLength is the length of an encoded NKey seed ("SU" and 56 more
-// base32 characters).
-const nkeySeedLength = 58
-
-// looksLikeNKeySeed reports whether s is an NKey seed itself rather than the
-// name of a file holding one: a mistake whose error would otherwise quote
-// the seed, as nats.go quotes the file name it could not open.
-func looksLikeNKeySeed(s string) bool {
-	if len(s) != nkeySeedLength || s[0] != 'S' {
-		return false
-	}
-	for _, r := range s {
-		if (r < 'A' || r > 'Z') && (r < '2' || r > '7') {
-			return false
-		}
-	}
-	return true
-}
-
 // drainNATS drains the connection (flushing what was published) and waits
 // for it to close.
 func drainNATS(nc *nats.Conn, timeout time.Duration) error {

@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cckm/cckm-cancel-worker/internal/nkeyseed"
 )
 
 // defaultURL is the NATS server used when nothing names one.
@@ -213,7 +215,7 @@ func connect(s connSettings) (*connection, error) {
 		opts = append(opts, nats.UserCredentials(s.Creds))
 	}
 	if s.NKey != "" {
-		if looksLikeNKeySeed(s.NKey) {
+		if nkeyseed.Looks(s.NKey) {
 			return nil, errors.New("nkey: give the file holding the NKey seed, not the seed itself")
 		}
 		opt, err := nats.NkeyOptionFromSeed(s.NKey)
@@ -285,25 +287,6 @@ func redactURLs(urls string) string {
 		}
 	}
 	return strings.Join(parts, ",")
-}
-
-// nkeySeedLength is the length of an encoded NKey seed ("SU" and 56 more
-// base32 characters).
-const nkeySeedLength = 58
-
-// looksLikeNKeySeed reports whether s is an NKey seed itself rather than the
-// name of a file holding one: a mistake whose error would otherwise quote
-// the seed, as nats.go quotes the file name it could not open.
-func looksLikeNKeySeed(s string) bool {
-	if len(s) != nkeySeedLength || s[0] != 'S' {
-		return false
-	}
-	for _, r := range s {
-		if (r < 'A' || r > 'Z') && (r < '2' || r > '7') {
-			return false
-		}
-	}
-	return true
 }
 
 // expandHome turns a leading "~/" into home, as the nats CLI does.
