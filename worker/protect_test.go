@@ -163,7 +163,7 @@ func TestAGuardHoldsAfterFiveFailuresInARowAndLetsOneProbeThroughAtATime(t *test
 
 func TestWhileCMAnswers503OneCallGoesPerHoldAndEveryRequestEndsCanceledOnceItIsBack(t *testing.T) {
 	const (
-		outage    = 8 * time.Second
+		outage    = 10 * time.Second
 		requests  = 20
 		firstHold = 500 * time.Millisecond
 		maxHold   = 2 * time.Second
@@ -193,7 +193,7 @@ func TestWhileCMAnswers503OneCallGoesPerHoldAndEveryRequestEndsCanceledOnceItIsB
 		env.publish(t, messages.KindRefresh, messages.NewRequestID(), nil)
 	}
 
-	for _, r := range collectResults(t, watch, requests, 20*time.Second) {
+	for _, r := range collectResults(t, watch, requests, 30*time.Second) {
 		assert.Equal(t, messages.StatusCanceled, r.Status, "request %s", r.RequestID)
 	}
 	assert.Len(t, env.storedResults(t), requests, "one result per request")
