@@ -191,7 +191,8 @@ func (o *outputs) sendReplies(msg *nats.Msg, requestID string, replies ...string
 	}
 }
 
-// eventMessage builds the NATS message of a result or settled event.
+// eventMessage builds the NATS message of a result or settled event, with
+// its Nats-Msg-Id, traceparent and CloudEvents attributes.
 func eventMessage(subject string, event messages.Result, msgID, traceparent string) *nats.Msg {
 	msg := nats.NewMsg(subject)
 	msg.Data = event.AppendJSON(make([]byte, 0, 512+len(event.Job)))
@@ -199,6 +200,7 @@ func eventMessage(subject string, event messages.Result, msgID, traceparent stri
 	if traceparent != "" {
 		msg.Header.Set(messages.HeaderTraceparent, traceparent)
 	}
+	messages.SetCloudEvent(msg.Header, &event, msgID, traceparent)
 	return msg
 }
 
