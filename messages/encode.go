@@ -6,8 +6,8 @@ import (
 	"unicode/utf8"
 )
 
-// AppendJSON appends the result's JSON, field for field as contract §2 and
-// as encoding/json would write it, to b. It is the worker's hot path: it
+// AppendJSON appends the result's JSON, field for field in the published
+// order and as encoding/json would write it, to b. It is the worker's hot path: it
 // writes Job as it is instead of re-validating and compacting it, so Job
 // must be valid JSON (cckmclient.DecodeJob's Raw always is). Strings are
 // escaped as encoding/json escapes them.

@@ -19,7 +19,7 @@ type Request struct {
 	ID string
 	// RequestID is echoed in every result for this request.
 	RequestID string
-	// Follow asks the worker to follow the job to its end (contract §6).
+	// Follow asks the worker to follow the job to its end (a settled event).
 	Follow bool
 	// Traceparent is the W3C trace context, if the request carried one.
 	Traceparent string

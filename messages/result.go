@@ -8,7 +8,7 @@ import (
 // Status is the outcome of a request, the "status" field of a result.
 type Status string
 
-// The three outcomes of contract §2.
+// The three outcomes of a request.
 const (
 	// StatusCanceled: CipherTrust Manager answered 2xx with abort true.
 	StatusCanceled Status = "canceled"
@@ -22,7 +22,7 @@ const (
 // ErrorCode is the "code" of a result's error.
 type ErrorCode string
 
-// The error codes of contract §2.
+// The error codes a failed or rejected result carries.
 const (
 	CodeInvalidRequest ErrorCode = "invalid_request" // unparseable payload or bad id
 	CodeNotFound       ErrorCode = "not_found"       // 404
@@ -42,9 +42,9 @@ type Error struct {
 	Retryable bool      `json:"retryable"`
 }
 
-// Result is the event published for every request (contract §2). Its JSON
-// form is the contract's, field for field; Settled is set only on the
-// settled events of contract §6.
+// Result is the event published for every request. Its JSON form is the
+// published one, field for field; Settled is set only on the settled
+// events of followed cancels.
 type Result struct {
 	RequestID     string          `json:"request_id"`
 	Kind          Kind            `json:"kind"`

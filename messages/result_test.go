@@ -49,7 +49,7 @@ func TestResultJSONIsTheContractsShape(t *testing.T) {
 			got, err := json.Marshal(tt.result)
 			require.NoError(t, err)
 			assert.JSONEq(t, tt.want, string(got))
-			assert.Equal(t, tt.want, string(got), "field order follows the contract")
+			assert.Equal(t, tt.want, string(got), "fields in the published order")
 		})
 	}
 }

@@ -5,7 +5,7 @@ package messages
 
 import "strings"
 
-// Subjects and subject prefixes of the contract.
+// Subjects and subject prefixes producers and consumers agree on.
 const (
 	// SubjectPrefix begins every subject the worker uses.
 	SubjectPrefix = "cckm.cancel."
@@ -15,7 +15,8 @@ const (
 	SubjectBulkJob = SubjectPrefix + string(KindBulkJob)
 	// SubjectResults matches every result subject.
 	SubjectResults = SubjectPrefix + "*.result"
-	// SubjectSettled matches every settled subject (contract §6).
+	// SubjectSettled matches every settled subject: the events of followed
+	// cancels.
 	SubjectSettled = SubjectPrefix + "*.settled"
 )
 

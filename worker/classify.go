@@ -51,7 +51,7 @@ func factsOf(err error) callFacts {
 }
 
 // code is the result's error code for a failed call: the only place a
-// call's facts become the contract's vocabulary.
+// call's facts become the result's vocabulary.
 func (f callFacts) code() messages.ErrorCode {
 	switch {
 	case f.invalidID:

@@ -1,6 +1,6 @@
 // Package worker consumes cancel requests from NATS, has them carried out
 // by a Canceler, and publishes their results. It holds the delivery
-// semantics of contract §3: JetStream at-least-once with redelivery and dead
+// semantics: JetStream at-least-once with redelivery and dead
 // letters, or core NATS at most once; bounded concurrency; draining
 // shutdown. It knows nothing of HTTP.
 package worker
@@ -13,7 +13,7 @@ import (
 // Mode is how requests are consumed.
 type Mode string
 
-// The two modes of contract §3.
+// The two delivery modes: JetStream at least once, core NATS at most once.
 const (
 	ModeJetStream Mode = "jetstream"
 	ModeCore      Mode = "core"
@@ -81,7 +81,7 @@ type Config struct {
 	// the worker creates it: copies of a result published within it are
 	// dropped.
 	DuplicateWindow time.Duration
-	// Follow follows every canceled job to its end (contract §6); a JSON
+	// Follow follows every canceled job to its end (a settled event); a JSON
 	// request can ask for it with "follow": true.
 	Follow bool
 	// FollowTimeout is how long a follow polls before it publishes

@@ -14,7 +14,7 @@ import (
 	"github.com/cckm/cckm-cancel-worker/messages"
 )
 
-// contractCase is one row of contract §2: a situation at CipherTrust
+// contractCase is one row of the result table: a situation at CipherTrust
 // Manager (or in the request) and the result a user must see.
 type contractCase struct {
 	name  string

@@ -16,7 +16,8 @@ import (
 	"github.com/cckm/cckm-cancel-worker/messages"
 )
 
-// Following a canceled job to its end (contract §6).
+// Following a canceled job to its end: polling its GET endpoint until
+// overall_status is terminal or WORKER_FOLLOW_TIMEOUT passes.
 //
 // A cancel only sets abort: true; the job stops later. To follow it, the
 // worker stores a follow task in the stream CCKM_CANCEL_FOLLOW before it

@@ -23,8 +23,8 @@ type followedRequest struct {
 	ReplyTo   string `json:"-"`
 }
 
-// fakeFollower stands in for a worker that follows jobs (contract §6),
-// which is being written elsewhere: it answers each refresh request on core
+// fakeFollower stands in for a worker that follows jobs to their end and
+// publishes settled events: it answers each refresh request on core
 // NATS with a canceled result on Cckm-Reply-To, and lets the test decide
 // what settled events to publish.
 type fakeFollower struct {

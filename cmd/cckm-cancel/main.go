@@ -1,6 +1,6 @@
 // Command cckm-cancel asks the cancellation worker to cancel CipherTrust
 // Manager CCKM jobs and waits for its answers: the producer side of the
-// contract, for incident response.
+// request and result subjects, for incident response.
 //
 //	cckm-cancel [flags] KIND [id...]
 //	cckm-cancel kinds [--json]
