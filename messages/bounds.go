@@ -133,5 +133,5 @@ func DerivedRequestID(stream string, sequence uint64, stored time.Time) string {
 	b := h.Sum(sum[:0])
 	b[6] = b[6]&0x0f | 0x80
 	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+	return formatUUID(b[:16])
 }

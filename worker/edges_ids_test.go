@@ -49,22 +49,6 @@ func (e *testEnv) storedRequestTime(t *testing.T, seq uint64) time.Time {
 	return msg.Time
 }
 
-// startWorkerWith is startWorker on a connection made with opts.
-func (e *testEnv) startWorkerWith(t *testing.T, cfg Config, canceler Canceler, opts ...nats.Option) *runningWorker {
-	t.Helper()
-	opts = append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond)}, opts...)
-	nc := natstest.Connect(t, e.ns, opts...)
-	logs := &syncBuffer{}
-	w, err := New(cfg, nc, canceler, zerolog.New(logs), nil)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	rw := &runningWorker{Worker: w, nc: nc, cancel: cancel, done: make(chan error, 1), logs: logs}
-	go func() { rw.done <- w.Run(ctx) }()
-	t.Cleanup(func() { rw.stop(t) })
-	require.Eventually(t, func() bool { return w.Ready() == nil }, 10*time.Second, 5*time.Millisecond, "worker not ready")
-	return rw
-}
-
 func TestABareIDRequestWhoseWorkerStoppedMidCallIsStoredOnceUnderItsDerivedRequestID(t *testing.T) {
 	env := newTestEnv(t, cckmtest.Options{})
 	results := env.watchResults(t, messages.SubjectResults)

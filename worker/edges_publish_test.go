@@ -99,16 +99,7 @@ func (e *testEnv) requireRequestsDone(t *testing.T) {
 
 func (e *testEnv) requireRequestsDoneWithin(t *testing.T, within time.Duration) {
 	t.Helper()
-	require.Eventually(t, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		cons, err := e.js.Consumer(ctx, RequestStream, ConsumerName)
-		if err != nil {
-			return false
-		}
-		info, err := cons.Info(ctx)
-		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
-	}, within, 10*time.Millisecond, "requests pending on %s", ConsumerName)
+	e.requireConsumerIdleWithin(t, within)
 	e.waitStored(t, RequestStream, 0, within)
 }
 

@@ -94,7 +94,14 @@ type runningWorker struct {
 // ends or stop is called, and waits until it is ready.
 func (e *testEnv) startWorker(t *testing.T, cfg Config, canceler Canceler) *runningWorker {
 	t.Helper()
-	nc := natstest.Connect(t, e.ns, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	return e.startWorkerWith(t, cfg, canceler)
+}
+
+// startWorkerWith is startWorker on a connection made with opts.
+func (e *testEnv) startWorkerWith(t *testing.T, cfg Config, canceler Canceler, opts ...nats.Option) *runningWorker {
+	t.Helper()
+	opts = append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond)}, opts...)
+	nc := natstest.Connect(t, e.ns, opts...)
 	logs := &syncBuffer{}
 	w, err := New(cfg, nc, canceler, zerolog.New(logs), nil)
 	require.NoError(t, err)

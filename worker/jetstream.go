@@ -3,7 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
-	"fmt"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -330,7 +330,7 @@ type deliveryInfo struct {
 // be published ends the request all the same, with a log line: trying
 // again could only call CipherTrust Manager again.
 func (w *Worker) publishOutcome(ctx context.Context, out *outcome, d delivery, info deliveryInfo) (settlement, error) {
-	distinct := fmt.Sprint(info.sequence)
+	distinct := strconv.FormatUint(info.sequence, 10)
 	msgID, err := w.out.publishResult(ctx, &out.result, out.request, info.firstDelivery, distinct)
 	if err != nil && !isPermanent(err) {
 		return settlement{}, err

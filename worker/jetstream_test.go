@@ -125,6 +125,11 @@ func TestHeadersAreCarriedThrough(t *testing.T) {
 // waiting for an ack.
 func (e *testEnv) requireNothingPending(t *testing.T) {
 	t.Helper()
+	e.requireConsumerIdleWithin(t, 5*time.Second)
+}
+
+func (e *testEnv) requireConsumerIdleWithin(t *testing.T, within time.Duration) {
+	t.Helper()
 	require.Eventually(t, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
@@ -134,7 +139,7 @@ func (e *testEnv) requireNothingPending(t *testing.T) {
 		}
 		info, err := cons.Info(ctx)
 		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
-	}, 5*time.Second, 10*time.Millisecond)
+	}, within, 10*time.Millisecond, "requests pending on %s", ConsumerName)
 }
 
 func TestAWorkerStoppedMidCallLeavesTheRequestToAnother(t *testing.T) {
