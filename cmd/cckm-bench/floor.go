@@ -28,8 +28,8 @@ import (
 // at-least-once JetStream worker does, in a process of its own as the
 // worker binary is. For each request it takes from the worker's durable
 // consumer on CCKM_CANCEL, it makes the worker's cancel call (the same
-// client settings), publishes the result through JetStream with a
-// Nats-Msg-Id and waits for the stream's acknowledgement, then acks the
+// client settings), publishes the result (with its CloudEvents headers)
+// through JetStream with a Nats-Msg-Id and waits for the stream's acknowledgement, then acks the
 // request. No metrics, no logs, no retries of its own, no follow, no
 // keep-alive. What the worker costs beyond it is the price of its
 // features; what the floor costs beyond the limit is the price of
@@ -252,6 +252,9 @@ func (f *floor) handle(msg jetstream.Msg) {
 	out := nats.NewMsg(kind.ResultSubject())
 	out.Data = result.AppendJSON(make([]byte, 0, 512+len(result.Job)))
 	out.Header.Set(messages.HeaderMsgID, messages.ResultMsgID(result.RequestID))
+	// Every result is a CloudEvent (ce-* headers), for the floor as for the
+	// worker: a worker without them would not be correct.
+	messages.SetCloudEvent(out.Header, &result, out.Header.Get(messages.HeaderMsgID), "")
 	ack, err := f.js.PublishMsgAsync(out)
 	if err == nil {
 		select {
