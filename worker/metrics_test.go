@@ -66,6 +66,16 @@ func requireSeries(t *testing.T, reg *prometheus.Registry, name string, labels m
 	return value
 }
 
+// requireSeriesReaches waits until the series has value want: a result is
+// counted just after it is published, a dead letter after the result.
+func requireSeriesReaches(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string, want float64) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		value, ok := seriesValue(t, reg, name, labels)
+		return ok && value == want
+	}, 10*time.Second, 5*time.Millisecond, "%s%v never reached %v", name, labels, want)
+}
+
 // An alert on a counter that appears only with its first increment never
 // fires on it: every series an alert or the dashboard names is there, at
 // zero, before anything happened.
@@ -152,14 +162,15 @@ func TestATokenGrantIsCountedByWhatBecameOfIt(t *testing.T) {
 }
 
 // metricsWorker is a worker whose client, guard and worker record into
-// one registry, wired as the binary wires them.
-func (e *testEnv) metricsWorker(t *testing.T, cfg Config) (*prometheus.Registry, *runningWorker) {
+// one registry, wired as the binary wires them; the client logs in with
+// password.
+func (e *testEnv) metricsWorker(t *testing.T, cfg Config, password string) (*prometheus.Registry, *runningWorker) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	metrics := NewMetrics(reg)
 	client, err := cckmclient.New(cckmclient.Config{
 		BaseURL:      e.cm.URL(),
-		Credentials:  cckmclient.Credentials{Username: testUser, Password: testPassword},
+		Credentials:  cckmclient.Credentials{Username: testUser, Password: cckmclient.Secret(password)},
 		Timeout:      2 * time.Second,
 		MaxAttempts:  2,
 		RetryBudget:  2 * time.Second,
@@ -199,7 +210,7 @@ func TestWhatMovesWhenCipherTrustManagerIsDown(t *testing.T) {
 	t.Run("with a token in hand: attempts without an answer", func(t *testing.T) {
 		env := newTestEnv(t, cckmtest.Options{AnyJob: true})
 		results := env.watchResults(t, messages.SubjectResults)
-		reg, _ := env.metricsWorker(t, testConfig(ModeJetStream))
+		reg, _ := env.metricsWorker(t, testConfig(ModeJetStream), testPassword)
 		sendAll(t, env) // CipherTrust Manager up: a token, and two cancels
 		for range kinds {
 			result, _ := results.next(t)
@@ -213,13 +224,13 @@ func TestWhatMovesWhenCipherTrustManagerIsDown(t *testing.T) {
 			require.Equal(t, messages.CodeUnreachable, result.Error.Code)
 		}
 		for _, kind := range kinds {
-			assert.Equal(t, 1.0, requireSeries(t, reg, "cckm_cancel_results_total", k(kind, map[string]string{"status": "canceled", "code": ""})))
-			assert.Equal(t, 1.0, requireSeries(t, reg, "cckm_cancel_results_total", k(kind, map[string]string{"status": "failed", "code": "unreachable"})))
+			requireSeriesReaches(t, reg, "cckm_cancel_results_total", k(kind, map[string]string{"status": "canceled", "code": ""}), 1)
+			requireSeriesReaches(t, reg, "cckm_cancel_results_total", k(kind, map[string]string{"status": "failed", "code": "unreachable"}), 1)
 			assert.Equal(t, 1.0, requireSeries(t, reg, "cckm_cancel_cm_attempts_total", k(kind, map[string]string{"op": "cancel", "http_status": "200"})))
 			assert.Positive(t, requireSeries(t, reg, "cckm_cancel_cm_attempts_total", k(kind, map[string]string{"op": "cancel", "http_status": "none"})),
 				"the attempts that got no answer")
 			assert.Equal(t, 1.0, requireSeries(t, reg, "cckm_cancel_redeliveries_total", k(kind, map[string]string{})))
-			assert.Equal(t, 1.0, requireSeries(t, reg, "cckm_cancel_dead_letters_total", k(kind, map[string]string{})))
+			requireSeriesReaches(t, reg, "cckm_cancel_dead_letters_total", k(kind, map[string]string{}), 1)
 		}
 		assert.Equal(t, 1.0, requireSeries(t, reg, "cckm_cancel_cm_token_grants_total", map[string]string{"grant": "password", "outcome": "ok"}))
 		assert.Zero(t, requireSeries(t, reg, "cckm_cancel_cm_token_grants_total", map[string]string{"grant": "password", "outcome": "unreachable"}),
@@ -231,7 +242,7 @@ func TestWhatMovesWhenCipherTrustManagerIsDown(t *testing.T) {
 		env := newTestEnv(t, cckmtest.Options{AnyJob: true})
 		results := env.watchResults(t, messages.SubjectResults)
 		env.cm.Close()
-		reg, _ := env.metricsWorker(t, testConfig(ModeJetStream))
+		reg, _ := env.metricsWorker(t, testConfig(ModeJetStream), testPassword)
 		sendAll(t, env)
 		for range kinds {
 			result, _ := results.next(t)
@@ -240,12 +251,27 @@ func TestWhatMovesWhenCipherTrustManagerIsDown(t *testing.T) {
 		}
 		assert.Positive(t, requireSeries(t, reg, "cckm_cancel_cm_token_grants_total", map[string]string{"grant": "password", "outcome": "unreachable"}))
 		for _, kind := range kinds {
-			assert.Equal(t, 1.0, requireSeries(t, reg, "cckm_cancel_results_total", k(kind, map[string]string{"status": "failed", "code": "unreachable"})))
-			assert.Equal(t, 1.0, requireSeries(t, reg, "cckm_cancel_dead_letters_total", k(kind, map[string]string{})))
+			requireSeriesReaches(t, reg, "cckm_cancel_results_total", k(kind, map[string]string{"status": "failed", "code": "unreachable"}), 1)
+			requireSeriesReaches(t, reg, "cckm_cancel_dead_letters_total", k(kind, map[string]string{}), 1)
 			assert.Zero(t, requireSeries(t, reg, "cckm_cancel_cm_attempts_total", k(kind, map[string]string{"op": "cancel", "http_status": "none"})),
 				"no job call is sent without a token")
 			assert.Zero(t, requireSeries(t, reg, "cckm_cancel_cm_call_duration_seconds", k(kind, map[string]string{"op": "cancel"})))
 		}
 		assert.Zero(t, requireSeries(t, reg, "cckm_cancel_cm_held", map[string]string{}), "the guard hears only of job calls")
 	})
+}
+
+// What an operator sees when CipherTrust Manager refuses the worker's
+// credentials, as the runbook says.
+func TestWhatMovesWhenTheTokenIsRefused(t *testing.T) {
+	env := newTestEnv(t, cckmtest.Options{AnyJob: true})
+	results := env.watchResults(t, messages.SubjectResults)
+	reg, _ := env.metricsWorker(t, testConfig(ModeJetStream), "not-the-password")
+	env.publish(t, "azure-bulkjob", `{"id":"`+messages.NewRequestID()+`"}`, nil)
+	result, _ := results.next(t)
+	require.Equal(t, messages.StatusFailed, result.Status)
+	require.Equal(t, messages.CodeUnauthorized, result.Error.Code)
+	requireSeriesReaches(t, reg, "cckm_cancel_results_total", map[string]string{"kind": "azure-bulkjob", "status": "failed", "code": "unauthorized"}, 1)
+	assert.Positive(t, requireSeries(t, reg, "cckm_cancel_cm_token_grants_total", map[string]string{"grant": "password", "outcome": "refused"}))
+	assert.Zero(t, requireSeries(t, reg, "cckm_cancel_cm_token_grants_total", map[string]string{"grant": "password", "outcome": "ok"}))
 }
