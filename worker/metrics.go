@@ -1,12 +1,66 @@
 package worker
 
 import (
+	"errors"
+	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cckm/cckm-cancel-worker/cckmclient"
 	"github.com/cckm/cckm-cancel-worker/messages"
+)
+
+// Label values the metrics use. Every series a dashboard or an alert names
+// exists at zero from the start: an alert on a counter that appears only
+// with its first increment never fires on that increment.
+const (
+	// httpStatusNone is the http_status of an attempt that got no HTTP
+	// answer (refused connection, timeout, reset).
+	httpStatusNone = "none"
+
+	// Token grant outcomes (the outcome label of
+	// cckm_cancel_cm_token_grants_total).
+	grantOK          = "ok"          // a token came
+	grantRefused     = "refused"     // a 4xx answer: the credentials were refused
+	grantUnreachable = "unreachable" // no answer
+	grantFailed      = "failed"      // a 5xx, or an answer holding no token
+)
+
+// callOps are the op label values of the call metrics: a cancel, and the
+// GET that checks an earlier cancel or follows a job.
+var callOps = []string{"cancel", "get"}
+
+// commonHTTPStatuses are the http_status values of
+// cckm_cancel_cm_attempts_total that exist from the start for every op and
+// kind: no answer, success, the answers the worker turns into result codes,
+// and the overload and gateway answers an outage brings. Others appear
+// when they first come.
+var commonHTTPStatuses = []string{httpStatusNone, "200", "401", "403", "404", "409", "429", "500", "502", "503", "504"}
+
+// resultCodes lists, for each result status, the code label values of
+// cckm_cancel_results_total that status can carry ("" for none).
+var resultCodes = map[messages.Status][]messages.ErrorCode{
+	messages.StatusCanceled: {""},
+	messages.StatusRejected: {messages.CodeInvalidRequest},
+	messages.StatusFailed: {
+		messages.CodeInvalidRequest, messages.CodeNotFound, messages.CodeUnauthorized,
+		messages.CodeForbidden, messages.CodeConflict, messages.CodeClientError,
+		messages.CodeServerError, messages.CodeUnreachable, messages.CodeAbortNotSet,
+	},
+}
+
+// publishOutputs are the what label values of
+// cckm_cancel_publish_failures_total: the things the worker publishes.
+var publishOutputs = []string{"result", "dead_letter", "follow_task", "settled"}
+
+// grantTypes are the grant label values of
+// cckm_cancel_cm_token_grants_total, and tokenGrantOutcomes its outcome
+// values.
+var (
+	grantTypes         = []string{"password", "refresh_token"}
+	tokenGrantOutcomes = []string{grantOK, grantRefused, grantUnreachable, grantFailed}
 )
 
 // Metrics are the worker's Prometheus metrics. A nil *Metrics records
@@ -14,6 +68,7 @@ import (
 type Metrics struct {
 	results      *prometheus.CounterVec
 	callDuration *prometheus.HistogramVec
+	attempts     *prometheus.CounterVec
 	retries      *prometheus.CounterVec
 	redeliveries *prometheus.CounterVec
 	inFlight     prometheus.Gauge
@@ -24,18 +79,23 @@ type Metrics struct {
 	holds        prometheus.Counter
 }
 
-// NewMetrics creates the metrics and registers them with reg.
+// NewMetrics creates the metrics, with every series named by the label
+// values above at zero, and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cckm_cancel_results_total",
-			Help: "Results published, by kind, status and error code.",
+			Help: "Results published, by kind, status (canceled, failed, rejected) and error code (empty when canceled).",
 		}, []string{"kind", "status", "code"}),
 		callDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "cckm_cancel_cm_call_duration_seconds",
-			Help:    "Duration of each HTTP attempt to CipherTrust Manager, by operation, kind and HTTP status (0: no answer).",
+			Help:    "Duration of each HTTP attempt to CipherTrust Manager, answered or not, by operation and kind.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-		}, []string{"op", "kind", "status"}),
+		}, []string{"op", "kind"}),
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cckm_cancel_cm_attempts_total",
+			Help: "HTTP attempts sent to CipherTrust Manager, by operation, kind and HTTP status of the answer (none: no answer came).",
+		}, []string{"op", "kind", "http_status"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cckm_cancel_cm_retries_total",
 			Help: "HTTP attempts to CipherTrust Manager that were retries of a failed one.",
@@ -54,11 +114,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"kind"}),
 		publishFails: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cckm_cancel_publish_failures_total",
-			Help: "Failed publishes of results or dead letters (the request is redelivered).",
+			Help: "Publishes that failed after their tries (result, dead_letter, follow_task, settled).",
 		}, []string{"what"}),
 		tokenGrants: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cckm_cancel_cm_token_grants_total",
-			Help: "Calls to CipherTrust Manager's token endpoint, by grant type and outcome.",
+			Help: "Calls to CipherTrust Manager's token endpoint, by grant type and outcome (ok, refused, unreachable, failed).",
 		}, []string{"grant", "outcome"}),
 		held: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cckm_cancel_cm_held",
@@ -69,20 +129,60 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Times calls to CipherTrust Manager began to be held.",
 		}),
 	}
-	reg.MustRegister(m.results, m.callDuration, m.retries, m.redeliveries, m.inFlight,
+	m.initSeries()
+	reg.MustRegister(m.results, m.callDuration, m.attempts, m.retries, m.redeliveries, m.inFlight,
 		m.deadLetters, m.publishFails, m.tokenGrants, m.held, m.holds)
 	return m
 }
 
-// ObserveCall records one HTTP attempt to CipherTrust Manager.
+// initSeries creates every series named by the label value lists at zero.
+func (m *Metrics) initSeries() {
+	for _, kind := range messages.Kinds {
+		k := string(kind)
+		for status, codes := range resultCodes {
+			for _, code := range codes {
+				m.results.WithLabelValues(k, string(status), string(code))
+			}
+		}
+		for _, op := range callOps {
+			m.callDuration.WithLabelValues(op, k)
+			for _, status := range commonHTTPStatuses {
+				m.attempts.WithLabelValues(op, k, status)
+			}
+		}
+		m.retries.WithLabelValues(k)
+		m.redeliveries.WithLabelValues(k)
+		m.deadLetters.WithLabelValues(k)
+	}
+	for _, what := range publishOutputs {
+		m.publishFails.WithLabelValues(what)
+	}
+	for _, grant := range grantTypes {
+		for _, outcome := range tokenGrantOutcomes {
+			m.tokenGrants.WithLabelValues(grant, outcome)
+		}
+	}
+}
+
+// ObserveCall records one HTTP attempt to CipherTrust Manager; status is
+// its HTTP status, 0 when no answer came.
 func (m *Metrics) ObserveCall(op string, kind messages.Kind, status int, d time.Duration, retry bool) {
 	if m == nil {
 		return
 	}
-	m.callDuration.WithLabelValues(op, string(kind), strconv.Itoa(status)).Observe(d.Seconds())
+	m.callDuration.WithLabelValues(op, string(kind)).Observe(d.Seconds())
+	m.attempts.WithLabelValues(op, string(kind), httpStatusLabel(status)).Inc()
 	if retry {
 		m.retries.WithLabelValues(string(kind)).Inc()
 	}
+}
+
+// httpStatusLabel is the http_status label value of status.
+func httpStatusLabel(status int) string {
+	if status == 0 {
+		return httpStatusNone
+	}
+	return strconv.Itoa(status)
 }
 
 // ObserveTokenGrant records one call to the token endpoint.
@@ -90,11 +190,26 @@ func (m *Metrics) ObserveTokenGrant(grant string, err error) {
 	if m == nil {
 		return
 	}
-	outcome := "ok"
-	if err != nil {
-		outcome = "error"
+	m.tokenGrants.WithLabelValues(grant, grantOutcome(err)).Inc()
+}
+
+// grantOutcome is the outcome label value of a token grant's error.
+func grantOutcome(err error) string {
+	if err == nil {
+		return grantOK
 	}
-	m.tokenGrants.WithLabelValues(grant, outcome).Inc()
+	var apiErr *cckmclient.APIError
+	switch {
+	case errors.As(err, &apiErr) && apiErr.StatusCode >= http.StatusBadRequest && apiErr.StatusCode < http.StatusInternalServerError:
+		return grantRefused
+	case errors.As(err, &apiErr):
+		return grantFailed
+	}
+	var unreachable *cckmclient.UnreachableError
+	if errors.As(err, &unreachable) {
+		return grantUnreachable
+	}
+	return grantFailed
 }
 
 func (m *Metrics) result(r messages.Result) {

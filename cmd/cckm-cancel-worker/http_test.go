@@ -81,7 +81,8 @@ func TestMetricsServesPrometheusTextWithTheWorkersMetrics(t *testing.T) {
 	assert.Equal(t, http.StatusOK, status)
 	assert.True(t, strings.HasPrefix(contentType, "text/plain"), "content type %q", contentType)
 	assert.Contains(t, body, "# TYPE cckm_cancel_in_flight gauge")
-	assert.Contains(t, body, `cckm_cancel_cm_call_duration_seconds_count{kind="refresh",op="cancel",status="200"} 1`)
+	assert.Contains(t, body, `cckm_cancel_cm_call_duration_seconds_count{kind="refresh",op="cancel"} 1`)
+	assert.Contains(t, body, `cckm_cancel_cm_attempts_total{http_status="200",kind="refresh",op="cancel"} 1`)
 }
 
 func TestOtherPathsAndMethodsAreRefused(t *testing.T) {
