@@ -89,6 +89,10 @@ func runDead(ctx context.Context, cfg config, env func(string) string, stdout, s
 		return usageError(stderr, err)
 	}
 	if cfg.command == commandDeadList {
+		if len(letters) == 0 {
+			fmt.Fprintf(stderr, "%s: no dead letters in %s\n", commandName, deadLetterStream)
+			return exitCanceled
+		}
 		printDeadLetters(stdout, letters, cfg.json)
 		return exitCanceled
 	}
@@ -136,11 +140,15 @@ func readStream(ctx context.Context, stream jetstream.Stream, cfg jetstream.Orde
 	}
 	defer it.Stop()
 	for {
-		msg, err := it.Next(jetstream.NextMaxWait(fetchWait), jetstream.NextContext(ctx))
-		if errors.Is(err, nats.ErrTimeout) {
+		waitCtx, cancel := context.WithTimeout(ctx, fetchWait)
+		msg, err := it.Next(jetstream.NextContext(waitCtx))
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
 			return nil // what is left was deleted meanwhile
-		}
-		if err != nil {
+		case err != nil:
 			return err
 		}
 		meta, err := msg.Metadata()
