@@ -60,6 +60,9 @@ type deadLetter struct {
 	Deliveries     int           `json:"deliveries,omitempty"`
 	Attempts       int           `json:"attempts,omitempty"`
 	PayloadOmitted bool          `json:"payload_omitted,omitempty"`
+	// RetryOf is the request id of the dead letter this one's request
+	// retried, from its payload's retry_of.
+	RetryOf string `json:"retry_of,omitempty"`
 	// retryable says whether the dead letter can be sent again: its
 	// payload is there and names a job id of a known kind.
 	retryable bool
@@ -196,6 +199,12 @@ func parseDeadLetter(msg jetstream.Msg, meta *jetstream.MsgMetadata) deadLetter 
 			d.RequestID = req.RequestID
 		}
 		d.retryable = err == nil
+		var link struct {
+			RetryOf string `json:"retry_of"`
+		}
+		if json.Unmarshal(msg.Data(), &link) == nil && messages.ValidRequestID(link.RetryOf) {
+			d.RetryOf = link.RetryOf
+		}
 	}
 	return d
 }

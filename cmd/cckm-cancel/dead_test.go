@@ -267,3 +267,33 @@ func TestDeadUsageErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestARetryThatFailsAgainIsDeadLetteredUnderItsNewRequestID(t *testing.T) {
+	ns := natstest.RunServer(t, nil)
+	cm, _ := failingCM(t) // never fixed
+	startWorker(t, ns, cm, worker.ModeJetStream)
+	c := newCLI(t, ns)
+	deadLetterOf(t, ns, c)
+
+	res := c.run(t, "dead", "retry", "--request-prefix", "again-", "first-1")
+
+	assert.Equal(t, exitNotCanceled, res.code)
+	rows := tableRows(t, res.stdout)
+	require.Len(t, rows, 1, res.stdout)
+	assert.Equal(t, "failed", rows[0]["STATUS"])
+	assert.Contains(t, res.stderr, "1 of 1 dead letters removed", "the retry's failed result is its answer")
+	var letters []deadLetter
+	require.Eventually(t, func() bool {
+		ls := c.run(t, "dead", "ls", "--json")
+		letters = nil
+		for line := range strings.SplitSeq(strings.TrimSpace(ls.stdout), "\n") {
+			var d deadLetter
+			if json.Unmarshal([]byte(line), &d) == nil {
+				letters = append(letters, d)
+			}
+		}
+		return len(letters) == 1 && letters[0].RequestID == "again-1"
+	}, 10*time.Second, 20*time.Millisecond, "the retry is not dead-lettered under its new id: %+v", letters)
+	assert.Equal(t, "first-1", letters[0].RetryOf, "the link to the old request travels with the dead letter")
+	assert.Equal(t, jobA, letters[0].ID)
+}

@@ -4,6 +4,9 @@
 //
 //	cckm-cancel [flags] KIND [id...]
 //	cckm-cancel kinds [--json]
+//	cckm-cancel dead ls [--json]
+//	cckm-cancel dead retry [flags] --all | REQUEST_ID...
+//	cckm-cancel help | --help | --version
 //
 // KIND is one of the kinds of CCKM job the worker cancels: the last token of
 // its request subject, such as refresh, bulkjob, azure-bulkjob or
@@ -18,7 +21,9 @@
 // nothing is sent at all (exit status 2). An id given twice is sent once.
 //
 // Each request is published on cckm.cancel.<kind> as
-// {"id": ..., "request_id": ...} (plus "follow": true with --follow), with
+// {"id": ..., "request_id": ...} (plus "follow": true with --follow), where
+// request_id is --request-prefix (default eight random hexadecimal digits
+// and a dash, new for each run) followed by the id's position, with
 // Nats-Msg-Id set to its request_id and Cckm-Reply-To set to a subject under
 // the run's one inbox subscription, and its result is matched by
 // request_id. When a JetStream stream holds the request subject the request
@@ -30,7 +35,8 @@
 //
 // Outcomes: the worker's canceled, failed or rejected; or, decided here,
 // timeout (no result within --timeout; in JetStream mode the request stays
-// queued and will still be carried out), unsent (no responders, duplicate
+// queued and will still be carried out, and a line on standard error says
+// how to watch for its result, as after an interrupt), unsent (no responders, duplicate
 // Nats-Msg-Id, publish error) and interrupted (SIGINT or SIGTERM). Results
 // are printed as a table at the end, or with --json as JSON lines as they
 // arrive: the worker's events exactly as received, and for the outcomes
@@ -43,6 +49,13 @@
 // command also waits, up to --follow-timeout, for the settled event with
 // the same request_id, kind and job id on cckm.cancel.<kind>.settled (or on
 // the Cckm-Reply-To subject).
+//
+// "cckm-cancel dead ls" lists the dead letters of the stream
+// CCKM_CANCEL_DEAD (the requests the worker gave up on) without changing
+// them; "cckm-cancel dead retry" sends each chosen one again as a new
+// request, {"id": ..., "request_id": <new>, "retry_of": <old>}, waits for
+// the results like any run, and deletes a dead letter only once its
+// retry's result is stored in the results stream.
 //
 // Exit status: 0 when every request ended canceled (and, with --follow,
 // settled true); 1 when any did not; 2 for a usage error, a bad id, or no

@@ -25,15 +25,17 @@ const (
 	jobIDColumn = 36
 	// kindColumn fits the longest kind, azure-certificate-sync.
 	kindColumn = 22
-	// Columns that may be narrowed, so that the last one keeps
+	// Columns that may be narrowed, when the last one would have less than
 	// lastColumnMin, down to what still tells their values apart: the run
-	// prefix of a request id, the start of a kind, of an overall status.
+	// prefix of a request id ("3f9a1c2b…"; the row's job id is whole), the
+	// start of a kind, an overall status as long as "in progress".
 	requestIDMin = 9
-	kindMin      = 10
-	overallMin   = 7
+	kindMin      = 8
+	overallMin   = 11
 	// lastColumnMin is the room the last column (the message) keeps when
-	// the others can be narrowed: a code and the start of its message.
-	lastColumnMin = 24
+	// the others can be narrowed: an error code and the start of its
+	// message.
+	lastColumnMin = 20
 	// wordColumn bounds the columns of one word (a status, an overall
 	// status): "in progress" and "interrupted" fit; CipherTrust Manager's
 	// overall status may be longer and is cut.
