@@ -197,7 +197,7 @@ func TestFollowWaitsForTheSettledEvents(t *testing.T) {
 			require.Len(t, rows, 2, res.stdout)
 			for _, row := range rows {
 				assert.Equal(t, tt.settled, row["SETTLED"], res.stdout)
-				assert.Equal(t, tt.overall, row["OVERALL_STATUS"], res.stdout)
+				assert.Equal(t, tt.overall, row["OVERALL"], res.stdout)
 			}
 			for range 2 {
 				select {

@@ -80,7 +80,8 @@ func (c *cli) runCtx(t *testing.T, ctx context.Context, args ...string) cliResul
 
 func (c *cli) getenv(name string) string { return c.env[name] }
 
-// tableRows parses the table on stdout into one map per row, by column.
+// tableRows parses the table on stdout into one map per row, by column
+// (positions counted in characters, as the table aligns them).
 func tableRows(t *testing.T, stdout string) []map[string]string {
 	t.Helper()
 	lines := strings.Split(strings.TrimRight(stdout, "\n"), "\n")
@@ -91,18 +92,19 @@ func tableRows(t *testing.T, stdout string) []map[string]string {
 	offset := 0
 	for _, name := range names {
 		at := offset + strings.Index(header[offset:], name)
-		starts = append(starts, at)
+		starts = append(starts, at) // the header is ASCII: bytes are characters
 		offset = at + len(name)
 	}
 	var rows []map[string]string
-	for _, line := range lines[1:] {
+	for _, text := range lines[1:] {
+		line := []rune(text)
 		row := map[string]string{}
 		for i, name := range names {
 			end := len(line)
 			if i+1 < len(starts) {
 				end = min(starts[i+1], len(line))
 			}
-			row[name] = strings.TrimSpace(line[min(starts[i], len(line)):end])
+			row[name] = strings.TrimSpace(string(line[min(starts[i], len(line)):end]))
 		}
 		rows = append(rows, row)
 	}

@@ -113,20 +113,39 @@ type request struct {
 	kind      messages.Kind
 	id        string
 	requestID string
+	// retryOf is the request id of the dead letter this request retries,
+	// or "" for a first request.
+	retryOf string
+	// deadSequence is that dead letter's sequence in the dead-letter
+	// stream.
+	deadSequence uint64
+}
+
+// runPrefixDigits is how many random hexadecimal digits name a run in its
+// default request ids: 32 bits, so that two runs within the request
+// stream's duplicate window (minutes) practically never share one, in few
+// enough columns for the table.
+const runPrefixDigits = 8
+
+// newRunPrefix is the request-id prefix of a run without --request-prefix:
+// random hexadecimal digits and a dash ("3f9a1c2b-"), so the run's request
+// ids are short and share a start to watch for.
+func newRunPrefix() string {
+	return messages.NewRequestID()[:runPrefixDigits] + "-"
 }
 
 // newRequests gives every id a request_id: prefix followed by its position
-// (from 1) when a prefix is given, else a random UUID.
+// (from 1); an empty prefix is a new run prefix.
 func newRequests(kind messages.Kind, ids []string, prefix string) ([]request, error) {
+	if prefix == "" {
+		prefix = newRunPrefix()
+	}
 	requests := make([]request, len(ids))
 	for i, id := range ids {
-		requestID := messages.NewRequestID()
-		if prefix != "" {
-			requestID = prefix + strconv.Itoa(i+1)
-			if !messages.ValidRequestID(requestID) {
-				return nil, fmt.Errorf("--request-prefix %q does not make a valid request_id (1 to %d printable characters, no white space at either end)",
-					prefix, messages.MaxRequestIDLength)
-			}
+		requestID := prefix + strconv.Itoa(i+1)
+		if !messages.ValidRequestID(requestID) {
+			return nil, fmt.Errorf("--request-prefix %q does not make a valid request_id (1 to %d printable characters, no white space at either end)",
+				prefix, messages.MaxRequestIDLength)
 		}
 		requests[i] = request{index: i, kind: kind, id: id, requestID: requestID}
 	}

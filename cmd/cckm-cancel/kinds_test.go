@@ -76,15 +76,17 @@ func TestTheUsageNamesEveryKind(t *testing.T) {
 	res := newCLI(t, nil).run(t, "-h")
 
 	assert.Equal(t, exitCanceled, res.code)
-	assert.Contains(t, res.stderr, "Usage: cckm-cancel [flags] KIND [id...]")
-	assert.Contains(t, res.stderr, "cckm-cancel kinds")
+	assert.Contains(t, res.stdout, "Usage: cckm-cancel [flags] KIND [id...]")
+	assert.Contains(t, res.stdout, "cckm-cancel kinds")
 	for _, info := range messages.KindTable() {
-		assert.Regexp(t, `\n  `+string(info.Kind)+` +`+info.Job+`\n`, res.stderr, "the usage shows %s and what it cancels", info.Kind)
+		assert.Regexp(t, `\n  `+string(info.Kind)+` +`+info.Job+`\n`, res.stdout, "the usage shows %s and what it cancels", info.Kind)
 	}
 }
 
-func TestNoKindIsNamedAsTheKindsCommand(t *testing.T) {
-	assert.False(t, messages.Kind(kindsCommand).Valid(), "a kind named %q could not be canceled from the command line", kindsCommand)
+func TestNoKindIsNamedAsASubcommand(t *testing.T) {
+	for _, name := range []string{kindsCommand, deadCommand, helpCommand} {
+		assert.False(t, messages.Kind(name).Valid(), "a kind named %q could not be canceled from the command line", name)
+	}
 }
 
 func TestAnUnknownKindExitsTwoNamingTheCloseMatches(t *testing.T) {

@@ -6,19 +6,24 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
-	"text/tabwriter"
-	"unicode"
+	"time"
 
 	"github.com/mattn/go-isatty"
 
 	"github.com/cckm/cckm-cancel-worker/messages"
 )
 
-// progressThreshold is how many ids it takes for the progress line in
-// --progress=auto.
-const progressThreshold = 10
+// Timing of the progress line.
+const (
+	// progressDelay: with --progress=auto the line is drawn once the run
+	// has waited this long; a run that is over sooner shows nothing to
+	// clear.
+	progressDelay = time.Second
+	// progressTick is how often the line is drawn again while nothing
+	// comes, so that its waiting time moves.
+	progressTick = time.Second
+)
 
 // reporter prints what becomes of the requests: JSON lines as they come
 // (with --json) or a table at the end, a progress line on stderr, and a
@@ -29,26 +34,71 @@ type reporter struct {
 	stderr   io.Writer
 	json     bool
 	follow   bool
-	progress bool
+	progress progressPlan
 	total    int
+	// now is the clock; started is when the wait began.
+	now     func() time.Time
+	started time.Time
+	// stopTick ends the goroutine that redraws the progress line; ticked
+	// is closed when it has.
+	stopTick, ticked chan struct{}
 	// Counters for the progress line.
 	answered, canceled, settledTrue int
+	// drawn is set while a progress line is on stderr.
+	drawn bool
 }
 
-func newReporter(stdout, stderr io.Writer, jsonLines, follow, progress bool, total int) *reporter {
-	return &reporter{stdout: stdout, stderr: stderr, json: jsonLines, follow: follow, progress: progress, total: total}
+func newReporter(stdout, stderr io.Writer, jsonLines, follow bool, progress progressPlan, total int) *reporter {
+	return &reporter{stdout: stdout, stderr: stderr, json: jsonLines, follow: follow, progress: progress, total: total, now: time.Now}
 }
 
-// showProgress decides whether to draw the progress line.
-func showProgress(mode string, stderr io.Writer, total int) bool {
+// progressPlan says whether the progress line is drawn, and after how
+// long a wait.
+type progressPlan struct {
+	show  bool
+	after time.Duration
+}
+
+// showProgress decides whether to draw the progress line: always (from the
+// start), never, or with auto when stderr is a terminal and the run has
+// waited progressDelay. On anything but a terminal auto draws nothing.
+func showProgress(mode string, terminal bool) progressPlan {
 	switch mode {
 	case "always":
-		return true
+		return progressPlan{show: true}
 	case "never":
-		return false
+		return progressPlan{}
 	default:
-		return total > progressThreshold && isTerminal(stderr)
+		return progressPlan{show: terminal, after: progressDelay}
 	}
+}
+
+// start notes when the wait began and, when the progress line is drawn,
+// redraws it every progressTick until finish.
+func (r *reporter) start() {
+	r.mu.Lock()
+	r.started = r.now()
+	r.drawProgress()
+	r.mu.Unlock()
+	if !r.progress.show {
+		return
+	}
+	r.stopTick, r.ticked = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(r.ticked)
+		ticker := time.NewTicker(progressTick)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-ticker.C:
+				r.mu.Lock()
+				r.drawProgress()
+				r.mu.Unlock()
+			case <-r.stopTick:
+				return
+			}
+		}
+	}()
 }
 
 // isTerminal reports whether f is a terminal (or a Cygwin/MSYS one).
@@ -94,20 +144,35 @@ func (r *reporter) printLine(raw []byte, made messages.Result) {
 	r.drawProgress()
 }
 
+// drawProgress draws the progress line over the last one, once the run
+// has waited as long as the plan says. Call with r.mu held.
 func (r *reporter) drawProgress() {
-	if !r.progress {
+	if !r.progress.show || r.started.IsZero() {
 		return
 	}
+	waited := r.now().Sub(r.started)
+	if waited < r.progress.after {
+		return
+	}
+	fmt.Fprintf(r.stderr, "\r\033[K%s", r.progressLine(waited))
+	r.drawn = true
+}
+
+// progressLine is the text of the progress line.
+func (r *reporter) progressLine(waited time.Duration) string {
 	line := fmt.Sprintf("cckm-cancel: %d/%d answered, %d canceled, %d not", r.answered, r.total, r.canceled, r.answered-r.canceled)
 	if r.follow {
 		line += fmt.Sprintf(", %d settled", r.settledTrue)
 	}
-	fmt.Fprintf(r.stderr, "\r\033[K%s", line)
+	return line + fmt.Sprintf(" (waiting %s)", waited.Truncate(time.Second))
 }
 
+// clearProgress erases the progress line, if one is drawn. Call with r.mu
+// held.
 func (r *reporter) clearProgress() {
-	if r.progress {
+	if r.drawn {
 		fmt.Fprint(r.stderr, "\r\033[K")
+		r.drawn = false
 	}
 }
 
@@ -129,6 +194,10 @@ func madeUpLine(result messages.Result) []byte {
 // summary on stderr when any request did not end as hoped, and reports
 // whether all did.
 func (r *reporter) finish(outcomes []outcome) bool {
+	if r.stopTick != nil {
+		close(r.stopTick)
+		<-r.ticked
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.clearProgress()
@@ -151,33 +220,70 @@ func (r *reporter) finish(outcomes []outcome) bool {
 	return failed == 0
 }
 
-// printTable prints one row per request, in the order given. With follow,
-// OVERALL_STATUS is the settled event's (the job's final status).
+// printTable prints one row per request, in the order given, in at most
+// tableWidth columns: the request id cut short, KIND only when the run has
+// more than one, OVERALL only when any job has one, and the error (the
+// widest) last and cut. With follow, OVERALL is the settled event's (the
+// job's final status).
 func (r *reporter) printTable(outcomes []outcome) {
-	tw := tabwriter.NewWriter(r.stdout, 0, 4, 2, ' ', 0)
-	header := "REQUEST_ID\tKIND\tID\tSTATUS\tHTTP\tOVERALL_STATUS\tERROR"
-	if r.follow {
-		header += "\tSETTLED"
-	}
-	fmt.Fprintln(tw, header)
+	kinds := map[messages.Kind]bool{}
+	anyOverall := false
 	for i := range outcomes {
 		o := &outcomes[i]
+		kinds[o.kind] = true
+		anyOverall = anyOverall || overallText(o) != "-"
+	}
+	columns := []column{{"REQUEST_ID", requestIDColumn, requestIDMin}}
+	if len(kinds) > 1 {
+		columns = append(columns, column{"KIND", kindColumn, kindMin})
+	}
+	columns = append(columns, column{"ID", jobIDColumn, 0}, column{"STATUS", wordColumn, 0}, column{"HTTP", 0, 0})
+	if anyOverall {
+		columns = append(columns, column{"OVERALL", wordColumn, overallMin})
+	}
+	if r.follow {
+		columns = append(columns, column{"SETTLED", wordColumn, 0})
+	}
+	columns = append(columns, column{"ERROR", 0, 0})
+	rows := make([][]string, 0, len(outcomes))
+	for i := range outcomes {
+		o := &outcomes[i]
+		row := []string{o.requestID}
+		if len(kinds) > 1 {
+			row = append(row, string(o.kind))
+		}
+		row = append(row, o.id, string(o.result.Status), httpText(o))
+		if anyOverall {
+			row = append(row, overallText(o))
+		}
+		if r.follow {
+			row = append(row, settledText(o))
+		}
 		last := o.result
 		if o.followed {
 			last = o.settled
 		}
-		http := "-"
-		if o.raw != nil {
-			http = strconv.Itoa(o.result.HTTPStatus)
-		}
-		row := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", o.requestID, o.kind, o.id, o.result.Status, http,
-			orDash(first(last.OverallStatus, o.result.OverallStatus)), orDash(errorText(firstError(last.Error, o.result.Error))))
-		if r.follow {
-			row += "\t" + settledText(o)
-		}
-		fmt.Fprintln(tw, row)
+		rows = append(rows, append(row, orDash(errorText(firstError(last.Error, o.result.Error)))))
 	}
-	_ = tw.Flush()
+	writeTable(r.stdout, columns, rows)
+}
+
+// overallText is the OVERALL column: the job's overall status, from the
+// settled event when the job was followed, or -.
+func overallText(o *outcome) string {
+	if o.followed {
+		return orDash(first(o.settled.OverallStatus, o.result.OverallStatus))
+	}
+	return orDash(o.result.OverallStatus)
+}
+
+// httpText is the HTTP column: the last HTTP status CipherTrust Manager
+// answered, or - when there was no answer (or no result from the worker).
+func httpText(o *outcome) string {
+	if o.raw == nil || o.result.HTTPStatus == 0 {
+		return "-"
+	}
+	return strconv.Itoa(o.result.HTTPStatus)
 }
 
 // settledText is the SETTLED column: true, false (the worker gave up),
@@ -202,12 +308,7 @@ func errorText(e *messages.Error) string {
 	if e.Message != "" {
 		text += ": " + e.Message
 	}
-	return strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return ' '
-		}
-		return r
-	}, text)
+	return oneLine(text)
 }
 
 // firstError returns a unless it is nil, else b.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -54,6 +55,9 @@ type outcome struct {
 	followed   bool
 	settled    messages.Result
 	settledRaw []byte
+	// queuedIn names the stream that took the request when no result came
+	// before the command gave up: the worker will still answer it.
+	queuedIn string
 }
 
 // ok reports whether the request ended as hoped: canceled and, when
@@ -77,28 +81,40 @@ type sender struct {
 	opts   sendOptions
 	events events
 	inbox  string // the run's inbox; the one subscription is inbox + ".>"
-	stored bool   // a stream holds the request subject: publish through JetStream
+	// stored names the stream that holds each kind's request subject, for
+	// the kinds that have one: their requests are published through
+	// JetStream.
+	stored map[messages.Kind]string
 	subs   []*nats.Subscription
 	// requests and mailbox are fixed before the subscriptions start.
 	requests []request
 	mailbox  *mailbox
 }
 
-// newSender gets ready to send requests of kind: it subscribes to the run's
-// inbox (and, with follow, to the kind's settled subject) and asks
-// JetStream whether a stream holds the request subject.
-func newSender(ctx context.Context, conn *connection, kind messages.Kind, requests []request, opts sendOptions, ev events, stderr io.Writer) (*sender, error) {
+// newSender gets ready to send requests: it subscribes to the run's inbox
+// (and, with follow, to the settled subject of each kind of request) and
+// asks JetStream whether a stream holds each kind's request subject.
+func newSender(ctx context.Context, conn *connection, requests []request, opts sendOptions, ev events, stderr io.Writer) (*sender, error) {
 	s := &sender{
 		conn:     conn,
 		opts:     opts,
 		events:   ev,
 		inbox:    conn.nc.NewInbox(),
+		stored:   map[messages.Kind]string{},
 		requests: requests,
 		mailbox:  newMailbox(requests),
 	}
+	var kinds []messages.Kind
+	for _, req := range requests {
+		if !slices.Contains(kinds, req.kind) {
+			kinds = append(kinds, req.kind)
+		}
+	}
 	subjects := []string{s.inbox + ".>"}
 	if opts.follow {
-		subjects = append(subjects, kind.SettledSubject())
+		for _, kind := range kinds {
+			subjects = append(subjects, kind.SettledSubject())
+		}
 	}
 	for _, subject := range subjects {
 		sub, err := conn.nc.Subscribe(subject, s.mailbox.deliver)
@@ -115,14 +131,16 @@ func newSender(ctx context.Context, conn *connection, kind messages.Kind, reques
 	}
 	lookupCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, err := conn.js.StreamNameBySubject(lookupCtx, kind.RequestSubject())
-	switch {
-	case err == nil:
-		s.stored = true
-	case errors.Is(err, jetstream.ErrStreamNotFound), errors.Is(err, jetstream.ErrJetStreamNotEnabled),
-		errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
-	default:
-		fmt.Fprintf(stderr, "cckm-cancel: cannot ask JetStream which stream holds %s (%v); publishing on core NATS\n", kind.RequestSubject(), err)
+	for _, kind := range kinds {
+		stream, err := conn.js.StreamNameBySubject(lookupCtx, kind.RequestSubject())
+		switch {
+		case err == nil:
+			s.stored[kind] = stream
+		case errors.Is(err, jetstream.ErrStreamNotFound), errors.Is(err, jetstream.ErrJetStreamNotEnabled),
+			errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
+		default:
+			fmt.Fprintf(stderr, "cckm-cancel: cannot ask JetStream which stream holds %s (%v); publishing on core NATS\n", kind.RequestSubject(), err)
+		}
 	}
 	return s, nil
 }
@@ -164,7 +182,7 @@ func (s *sender) sendAll(ctx context.Context) []outcome {
 // result is known.
 func (s *sender) one(ctx context.Context, o *outcome, release func()) {
 	box := s.mailbox.byIndex[o.index]
-	o.result, o.raw = s.awaitResult(ctx, o.request, box)
+	o.result, o.raw, o.queuedIn = s.awaitResult(ctx, o.request, box)
 	release()
 	s.events.result(o)
 	if !s.opts.follow || o.result.Status != messages.StatusCanceled {
@@ -187,30 +205,32 @@ func (s *sender) one(ctx context.Context, o *outcome, release func()) {
 }
 
 // awaitResult publishes req and waits for its result. It returns the
-// worker's result as decoded and as received, or one made up here and nil.
-func (s *sender) awaitResult(ctx context.Context, req request, box *pending) (messages.Result, []byte) {
+// worker's result as decoded and as received, or one made up here and nil;
+// and the stream where the request stays queued unanswered, if it does.
+func (s *sender) awaitResult(ctx context.Context, req request, box *pending) (messages.Result, []byte, string) {
 	if err := s.publish(ctx, req); err != nil {
 		switch {
 		case errors.Is(err, errDuplicate):
-			return madeUp(req, statusUnsent, codeDuplicate, err.Error()), nil
+			return madeUp(req, statusUnsent, codeDuplicate, err.Error()), nil, ""
 		case ctx.Err() != nil:
-			return madeUp(req, statusInterrupted, codeInterrupted, "stopped while publishing"), nil
+			return madeUp(req, statusInterrupted, codeInterrupted, "stopped while publishing"), nil, ""
 		default:
-			return madeUp(req, statusUnsent, codePublishFailed, err.Error()), nil
+			return madeUp(req, statusUnsent, codePublishFailed, err.Error()), nil, ""
 		}
 	}
+	queued := s.stored[req.kind]
 	timer := time.NewTimer(s.opts.timeout)
 	defer timer.Stop()
 	select {
 	case got := <-box.result:
-		return got.result, got.raw
+		return got.result, got.raw, ""
 	case <-box.noResponders:
 		return madeUp(req, statusUnsent, codeNoResponders,
-			fmt.Sprintf("nothing listens on %s: no worker in core mode and no stream holds it", req.kind.RequestSubject())), nil
+			fmt.Sprintf("nothing listens on %s: no worker in core mode and no stream holds it", req.kind.RequestSubject())), nil, ""
 	case <-timer.C:
-		return madeUp(req, statusTimeout, codeTimeout, fmt.Sprintf("no result within %s", s.opts.timeout)), nil
+		return madeUp(req, statusTimeout, codeTimeout, fmt.Sprintf("no result within %s", s.opts.timeout)), nil, queued
 	case <-ctx.Done():
-		return madeUp(req, statusInterrupted, codeInterrupted, "stopped before the result came"), nil
+		return madeUp(req, statusInterrupted, codeInterrupted, "stopped before the result came"), nil, queued
 	}
 }
 
@@ -226,12 +246,13 @@ func (s *sender) publish(ctx context.Context, req request) error {
 		ID        string `json:"id"`
 		RequestID string `json:"request_id"`
 		Follow    bool   `json:"follow,omitempty"`
-	}{req.id, req.requestID, s.opts.follow}
+		RetryOf   string `json:"retry_of,omitempty"`
+	}{req.id, req.requestID, s.opts.follow, req.retryOf}
 	msg := nats.NewMsg(req.kind.RequestSubject())
 	msg.Data, _ = json.Marshal(payload) // strings and a bool always encode
 	msg.Header.Set(messages.HeaderMsgID, req.requestID)
 	msg.Header.Set(messages.HeaderReplyTo, s.inbox+".results")
-	if !s.stored {
+	if s.stored[req.kind] == "" {
 		msg.Reply = s.inbox + ".request." + strconv.Itoa(req.index)
 		return s.conn.nc.PublishMsg(msg)
 	}

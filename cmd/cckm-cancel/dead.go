@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cckm/cckm-cancel-worker/messages"
+)
+
+// The dead-letter stream and the headers the worker puts on a dead letter,
+// as the worker names them (a test checks they are the worker's).
+const (
+	deadLetterStream         = "CCKM_CANCEL_DEAD"
+	headerDeadReason         = "Cckm-Dead-Reason"
+	headerDeadCode           = "Cckm-Dead-Code"
+	headerDeadDeliveries     = "Cckm-Dead-Deliveries"
+	headerDeadAttempts       = "Cckm-Dead-Attempts"
+	headerDeadRequestID      = "Cckm-Request-Id"
+	headerOriginalSubject    = "Cckm-Original-Subject"
+	headerDeadPayloadOmitted = "Cckm-Dead-Payload-Omitted"
+)
+
+// Bounds of reading a stream.
+const (
+	// fetchBatch is how many messages are asked for at once: few enough
+	// that a batch of the largest requests (64 KiB) stays a few MiB.
+	fetchBatch = 64
+	// fetchWait is how long to wait for the next message the stream said
+	// it has; one that does not come was deleted meanwhile.
+	fetchWait = 2 * time.Second
+	// streamCallTimeout bounds each JetStream API call (stream info,
+	// message delete).
+	streamCallTimeout = 5 * time.Second
+)
+
+// whenLayout is the WHEN_UTC column: month, day and minute, in UTC; dead
+// letters are kept 30 days, so the year goes without saying.
+const whenLayout = "Jan 02 15:04"
+
+// deadLetter is one message of the dead-letter stream: a request the
+// worker gave up on.
+type deadLetter struct {
+	Sequence       uint64        `json:"sequence"`
+	StoredAt       time.Time     `json:"stored_at"`
+	Kind           messages.Kind `json:"kind"`
+	ID             string        `json:"id"` // the job id; "" when the payload holds none
+	RequestID      string        `json:"request_id"`
+	Subject        string        `json:"subject"` // the request's original subject
+	Code           string        `json:"code,omitempty"`
+	Reason         string        `json:"reason,omitempty"`
+	Deliveries     int           `json:"deliveries,omitempty"`
+	Attempts       int           `json:"attempts,omitempty"`
+	PayloadOmitted bool          `json:"payload_omitted,omitempty"`
+	// RetryOf is the request id of the dead letter this one's request
+	// retried, from its payload's retry_of.
+	RetryOf string `json:"retry_of,omitempty"`
+	// retryable says whether the dead letter can be sent again: its
+	// payload is there and names a job id of a known kind.
+	retryable bool
+}
+
+// why is the WHY column: the error code and the reason.
+func (d *deadLetter) why() string {
+	switch {
+	case d.Code == "" && d.Reason == "":
+		return "-"
+	case d.Reason == "":
+		return d.Code
+	default:
+		return d.Code + ": " + d.Reason
+	}
+}
+
+// runDead runs dead ls or dead retry.
+func runDead(ctx context.Context, cfg config, env func(string) string, stdout, stderr io.Writer) int {
+	conn, err := dial(cfg, env)
+	if err != nil {
+		return usageError(stderr, err)
+	}
+	defer conn.nc.Close()
+	letters, err := readDeadLetters(ctx, conn.js)
+	if err != nil {
+		return usageError(stderr, err)
+	}
+	if cfg.command == commandDeadList {
+		if len(letters) == 0 {
+			fmt.Fprintf(stderr, "%s: no dead letters in %s\n", commandName, deadLetterStream)
+			return exitCanceled
+		}
+		printDeadLetters(stdout, letters, cfg.json)
+		return exitCanceled
+	}
+	return retryDeadLetters(ctx, conn, cfg, letters, stdout, stderr)
+}
+
+// readDeadLetters reads every dead letter, oldest first, through an
+// ordered consumer: an ephemeral one that changes nothing in the stream.
+// No stream means no dead letters.
+func readDeadLetters(ctx context.Context, js jetstream.JetStream) ([]deadLetter, error) {
+	callCtx, cancel := context.WithTimeout(ctx, streamCallTimeout)
+	defer cancel()
+	stream, err := js.Stream(callCtx, deadLetterStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up stream %s: %w", deadLetterStream, err)
+	}
+	var letters []deadLetter
+	state := stream.CachedInfo().State
+	if state.Msgs == 0 {
+		return nil, nil
+	}
+	err = readStream(ctx, stream, jetstream.OrderedConsumerConfig{}, state.LastSeq, func(msg jetstream.Msg, meta *jetstream.MsgMetadata) {
+		letters = append(letters, parseDeadLetter(msg, meta))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read stream %s: %w", deadLetterStream, err)
+	}
+	return letters, nil
+}
+
+// readStream calls each with every message of stream that cfg selects, up
+// to the one at sequence last, through an ordered consumer.
+func readStream(ctx context.Context, stream jetstream.Stream, cfg jetstream.OrderedConsumerConfig, last uint64,
+	each func(jetstream.Msg, *jetstream.MsgMetadata)) error {
+	cons, err := stream.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(fetchBatch))
+	if err != nil {
+		return err
+	}
+	defer it.Stop()
+	for {
+		waitCtx, cancel := context.WithTimeout(ctx, fetchWait)
+		msg, err := it.Next(jetstream.NextContext(waitCtx))
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+			return nil // what is left was deleted meanwhile
+		case err != nil:
+			return err
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			continue
+		}
+		if meta.Sequence.Stream > last {
+			return nil
+		}
+		each(msg, meta)
+		if meta.Sequence.Stream == last {
+			return nil
+		}
+	}
+}
+
+// parseDeadLetter reads a dead letter's headers and, from its payload, the
+// job id.
+func parseDeadLetter(msg jetstream.Msg, meta *jetstream.MsgMetadata) deadLetter {
+	h := msg.Headers()
+	d := deadLetter{
+		Sequence:       meta.Sequence.Stream,
+		StoredAt:       meta.Timestamp.UTC(),
+		Kind:           messages.Kind(strings.TrimPrefix(msg.Subject(), messages.SubjectPrefix+"dead.")),
+		RequestID:      h.Get(headerDeadRequestID),
+		Subject:        h.Get(headerOriginalSubject),
+		Code:           h.Get(headerDeadCode),
+		Reason:         h.Get(headerDeadReason),
+		PayloadOmitted: h.Get(headerDeadPayloadOmitted) == "true",
+	}
+	d.Deliveries, _ = strconv.Atoi(h.Get(headerDeadDeliveries))
+	d.Attempts, _ = strconv.Atoi(h.Get(headerDeadAttempts))
+	// The request goes again to its original subject, when that is the
+	// request subject of a kind.
+	if kind := messages.Kind(strings.TrimPrefix(d.Subject, messages.SubjectPrefix)); kind.Valid() && kind.RequestSubject() == d.Subject {
+		d.Kind = kind
+	}
+	if d.Subject == "" {
+		d.Subject = d.Kind.RequestSubject()
+	}
+	if !d.PayloadOmitted {
+		req, err := messages.ParseRequest(d.Kind, msg.Data(), messages.Header(h), d.RequestID)
+		d.ID = req.ID
+		if d.RequestID == "" {
+			d.RequestID = req.RequestID
+		}
+		d.retryable = err == nil
+		var link struct {
+			RetryOf string `json:"retry_of"`
+		}
+		if json.Unmarshal(msg.Data(), &link) == nil && messages.ValidRequestID(link.RetryOf) {
+			d.RetryOf = link.RetryOf
+		}
+	}
+	return d
+}
+
+// printDeadLetters writes the dead letters as a table, oldest first, or
+// with jsonLines one JSON object a line.
+func printDeadLetters(w io.Writer, letters []deadLetter, jsonLines bool) {
+	if jsonLines {
+		for i := range letters {
+			line, _ := json.Marshal(&letters[i]) // strings, numbers and a time always encode
+			fmt.Fprintf(w, "%s\n", line)
+		}
+		return
+	}
+	columns := []column{{"KIND", kindColumn, kindMin}, {"ID", jobIDColumn, 0}, {"REQUEST_ID", requestIDColumn, requestIDMin},
+		{"WHEN_UTC", 0, 0}, {"WHY", 0, 0}}
+	rows := make([][]string, 0, len(letters))
+	for i := range letters {
+		d := &letters[i]
+		rows = append(rows, []string{string(d.Kind), orDash(d.ID), orDash(d.RequestID),
+			d.StoredAt.Format(whenLayout), d.why()})
+	}
+	writeTable(w, columns, rows)
+}
