@@ -122,9 +122,9 @@ func Start(ctx context.Context, settings Settings, log zerolog.Logger) (*Tracing
 func (t *Tracing) TracerProvider() trace.TracerProvider { return t.provider }
 
 // Shutdown exports the spans still buffered and stops the exporter, within
-// ctx. With tracing off it does nothing.
+// ctx. With tracing off, or on a nil *Tracing, it does nothing.
 func (t *Tracing) Shutdown(ctx context.Context) error {
-	if t.sdk == nil {
+	if t == nil || t.sdk == nil {
 		return nil
 	}
 	return t.sdk.Shutdown(ctx)
