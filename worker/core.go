@@ -161,7 +161,7 @@ func (w *Worker) handleCore(ctx context.Context, kind messages.Kind, msg *nats.M
 // result sharing its request_id with one already stored is stored under
 // <request_id>.<a new UUID>.result.
 func (w *Worker) finishCore(ctx context.Context, out outcome, span trace.Span, reply string) {
-	defer func() { endRequest(span, out) }()
+	defer func() { endRequest(span, &out) }()
 	if tp := traceparentOf(span); tp != "" {
 		out.request.Traceparent = tp // the result names the request's span
 	}

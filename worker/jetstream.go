@@ -266,7 +266,7 @@ func (w *Worker) handleRequest(ctx context.Context, msg jetstream.Msg, release f
 
 	ctx, span := w.trace.startConsumer(ctx, msg.Subject(), d.header, kind, deliveries)
 	var out outcome
-	defer func() { endRequest(span, out) }()
+	defer func() { endRequest(span, &out) }()
 	if prior.finished != nil {
 		// An earlier delivery finished but could not publish: publish what
 		// it found, without calling CipherTrust Manager again.

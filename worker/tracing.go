@@ -86,7 +86,7 @@ func (t tracing) startConsumer(ctx context.Context, subject string, header messa
 // endRequest records what a request became and ends its span: its ids, the
 // result's status and error code, or that it is delivered again. A result
 // other than canceled is an error status.
-func endRequest(span trace.Span, out outcome) {
+func endRequest(span trace.Span, out *outcome) {
 	if span.IsRecording() {
 		span.SetAttributes(
 			attribute.String("cckm.request_id", out.request.RequestID),

@@ -150,3 +150,22 @@ func TestATracedRequestWithoutTraceparentStartsATrace(t *testing.T) {
 	assert.False(t, request.Parent().IsValid(), "a request without traceparent has a parent span")
 	assert.Equal(t, "00-"+request.SpanContext().TraceID().String()+"-"+request.SpanContext().SpanID().String()+"-01", tp)
 }
+
+// With tracing off, the spans of a request and its publish cost no
+// allocation: the hot path pays nothing for tracing.
+func TestUntracedSpansAllocateNothing(t *testing.T) {
+	off := newTracing(nil)
+	header := messages.Header{messages.HeaderTraceparent: {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}
+	out := outcome{request: messages.Request{RequestID: "r", ID: "j"}, result: messages.Result{Status: messages.StatusCanceled}}
+	ctx := t.Context()
+	allocs := testing.AllocsPerRun(1000, func() {
+		reqCtx, span := off.startConsumer(ctx, "cckm.cancel.refresh", header, messages.KindRefresh, 1)
+		_, pub := off.startProducer(reqCtx, "cckm.cancel.refresh.result", "result")
+		endProducer(pub, 1, nil)
+		if traceparentOf(span) != "" {
+			t.Fatal("an untraced span has a traceparent")
+		}
+		endRequest(span, &out)
+	})
+	assert.Zero(t, allocs, "allocations per untraced request")
+}
