@@ -10,13 +10,17 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/cckm/cckm-cancel-worker/messages"
 )
 
 type traceparentKey struct{}
 
 // WithTraceparent returns a context whose calls carry the W3C traceparent
-// header tp.
+// header tp when they are not traced themselves (Config.TracerProvider
+// unset or not recording); a traced attempt carries its own span's.
 func WithTraceparent(ctx context.Context, tp string) context.Context {
 	if tp == "" {
 		return ctx
@@ -67,7 +71,11 @@ func (c *Client) call(ctx context.Context, method, op string, kind messages.Kind
 				return resp, &UnreachableError{Op: opName, Err: fmt.Errorf("%w: %w", ErrNotSent, gateErr)}
 			}
 			started := c.now()
-			status, job, err := c.attempt(ctx, method, target, auth, opName, deadline)
+			attemptCtx, span := startAttemptSpan(ctx, c.tracer, method, method, target,
+				attribute.String("cckm.operation", op), attribute.String("cckm.kind", string(kind)),
+				attribute.Int("cckm.attempt", resp.Attempts+1))
+			status, job, err := c.attempt(attemptCtx, method, target, auth, opName, deadline)
+			endAttemptSpan(span, status, err)
 			done(gateStatus(ctx, status), retryAfterOf(err))
 			resp.Attempts++
 			if status != 0 {
@@ -141,9 +149,7 @@ func (c *Client) attempt(ctx context.Context, method, target, auth, opName strin
 	}
 	req.Header.Set("Authorization", auth)
 	req.Header.Set("Accept", "application/json")
-	if tp, ok := ctx.Value(traceparentKey{}).(string); ok {
-		req.Header.Set("traceparent", tp)
-	}
+	setTraceparent(ctx, req, trace.SpanFromContext(ctx))
 	httpResp, err := c.http.Do(req)
 	if err != nil {
 		return 0, nil, &UnreachableError{Op: opName, Err: stripURL(err)}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cckm/cckm-cancel-worker/messages"
 )
@@ -69,6 +70,10 @@ type Config struct {
 	// *UnreachableError wrapping ErrNotSent, unless an earlier attempt's
 	// error says more.
 	Gate Gate
+	// TracerProvider, if set, traces every HTTP attempt as a client span,
+	// a child of the span in the call's context, and the request carries
+	// that span's traceparent. Default: no tracing (a no-op provider).
+	TracerProvider trace.TracerProvider
 }
 
 // Attempt describes one HTTP attempt, for metrics.
@@ -127,6 +132,7 @@ type Client struct {
 	http    *http.Client
 	tokens  *tokenSource
 	log     zerolog.Logger
+	tracer  trace.Tracer
 	secrets []Secret // never printed in clear: Secret masks itself
 	now     func() time.Time
 	sleep   func(ctx context.Context, d time.Duration) error
@@ -167,6 +173,7 @@ func New(cfg Config) (*Client, error) {
 		baseURL: base.String(),
 		http:    httpClient,
 		log:     logger,
+		tracer:  newTracer(cfg.TracerProvider),
 		secrets: cfg.Credentials.secrets(),
 		now:     time.Now,
 		sleep:   sleepContext,
@@ -178,6 +185,7 @@ func New(cfg Config) (*Client, error) {
 		timeout:      cfg.Timeout,
 		renewMargin:  cfg.RenewMargin,
 		log:          logger,
+		tracer:       c.tracer,
 		now:          time.Now,
 		onRenew:      cfg.OnTokenGrant,
 		renewing:     make(chan struct{}, 1),

@@ -9,6 +9,9 @@ import (
 	"math"
 	"net/http"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
 )
 
 // tokenResponse is the token endpoint's answer.
@@ -53,19 +56,44 @@ func (ts *tokenSource) request(ctx context.Context, body map[string]any, grantTy
 	}
 	ctx, cancel := context.WithTimeout(ctx, ts.timeout)
 	defer cancel()
+	tracer := ts.tracer
+	if tracer == nil {
+		tracer = newTracer(nil)
+	}
+	// The span holds the endpoint and the grant type: the body, which holds
+	// the credentials, stays out of it.
+	ctx, span := startAttemptSpan(ctx, tracer, http.MethodPost, http.MethodPost, ts.endpoint,
+		attribute.String("cckm.operation", "token"), attribute.String("cckm.grant_type", grantType))
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ts.endpoint, bytes.NewReader(payload))
 	if err != nil {
+		endAttemptSpan(span, 0, err)
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
+	if span.SpanContext().IsValid() {
+		traceContext.Inject(ctx, propagation.HeaderCarrier(req.Header))
+	}
+	status, err := ts.send(req, grantType, sentAt)
+	endAttemptSpan(span, status, err)
+	return err
+}
 
+// send sends a token request and stores the token it returns. It returns
+// the HTTP status (0 when no answer came).
+func (ts *tokenSource) send(req *http.Request, grantType string, sentAt time.Time) (int, error) {
 	op := "token " + grantType + " grant"
 	resp, err := ts.httpClient.Do(req)
 	if err != nil {
-		return &UnreachableError{Op: op, Err: stripURL(err)}
+		return 0, &UnreachableError{Op: op, Err: stripURL(err)}
 	}
 	defer resp.Body.Close()
+	return resp.StatusCode, ts.store(resp, grantType, sentAt)
+}
+
+// store reads a token response and stores the token it holds.
+func (ts *tokenSource) store(resp *http.Response, grantType string, sentAt time.Time) error {
+	op := "token " + grantType + " grant"
 	respBody, err := io.ReadAll(io.LimitReader(resp.Body, maxBodySize))
 	if err != nil {
 		return &UnreachableError{Op: op, Err: stripURL(err)}

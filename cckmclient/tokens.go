@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // tokenPath is CipherTrust Manager's token endpoint.
@@ -43,6 +44,7 @@ type tokenSource struct {
 	timeout     time.Duration
 	renewMargin time.Duration
 	log         zerolog.Logger
+	tracer      trace.Tracer // a no-op one unless the client is traced
 	now         func() time.Time
 	onRenew     func(grant string, err error)
 	scrub       func(text string, also ...string) string

@@ -8,6 +8,8 @@ package worker
 import (
 	"fmt"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Mode is how requests are consumed.
@@ -95,6 +97,13 @@ type Config struct {
 	// delays and the ack wait it bounds how long a redelivery can take,
 	// which the results stream's duplicate window must cover.
 	CallBudget time.Duration
+	// TracerProvider, if set to a real provider, traces every request as a
+	// consumer span (a child of its traceparent), every publish as a
+	// producer span and every follow poll as a consumer span; the result
+	// then carries the request span's traceparent. Give the Canceler the
+	// same provider for its calls to be children of the request's span.
+	// Default: no tracing, at no cost.
+	TracerProvider trace.TracerProvider
 
 	// publishBudget bounds the tries of one publish within a delivery;
 	// defaultPublishBudget but in tests.

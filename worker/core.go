@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cckm/cckm-cancel-worker/messages"
 )
@@ -128,9 +129,10 @@ func (w *Worker) receiveCore(workCtx context.Context, kind messages.Kind, msg *n
 		}
 	}
 	d := delivery{kind: kind, payload: msg.Data, header: messages.Header(msg.Header), received: received, final: true}
+	ctx, span := w.trace.startConsumer(workCtx, msg.Subject, d.header, kind, 0)
 	req, _ := messages.ParseRequest(kind, msg.Data, d.header, "")
 	out := abandoned(outcome{request: req}, d, w.now(), "the worker stopped before the request could start")
-	w.finishCore(workCtx, out, msg.Reply)
+	w.finishCore(ctx, out, span, msg.Reply)
 }
 
 // handleCore processes one core-mode request: at most once, so every
@@ -144,6 +146,7 @@ func (w *Worker) handleCore(ctx context.Context, kind messages.Kind, msg *nats.M
 		received: received,
 		final:    true,
 	}
+	ctx, span := w.trace.startConsumer(ctx, msg.Subject, d.header, kind, 0)
 	out := process(ctx, w.canceler, d, w.now)
 	release() // the call is over: let the next one start
 	if out.verdict == verdictRetry {
@@ -151,13 +154,17 @@ func (w *Worker) handleCore(ctx context.Context, kind messages.Kind, msg *nats.M
 		// in core mode, so say so in a result.
 		out = abandoned(out, d, w.now(), "the worker stopped before CipherTrust Manager answered")
 	}
-	w.finishCore(ctx, out, msg.Reply)
+	w.finishCore(ctx, out, span, msg.Reply)
 }
 
-// finishCore publishes a core-mode outcome. A result sharing its
-// request_id with one already stored is stored under <request_id>.<a new
-// UUID>.result.
-func (w *Worker) finishCore(ctx context.Context, out outcome, reply string) {
+// finishCore publishes a core-mode outcome and ends the request's span. A
+// result sharing its request_id with one already stored is stored under
+// <request_id>.<a new UUID>.result.
+func (w *Worker) finishCore(ctx context.Context, out outcome, span trace.Span, reply string) {
+	defer func() { endRequest(span, &out) }()
+	if tp := traceparentOf(span); tp != "" {
+		out.request.Traceparent = tp // the result names the request's span
+	}
 	pubCtx, cancel := resultContext(ctx)
 	defer cancel()
 	msgID, err := w.out.publishResult(pubCtx, &out.result, out.request, true, messages.NewRequestID(), reply)

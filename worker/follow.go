@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/cckm/cckm-cancel-worker/cckmclient"
 	"github.com/cckm/cckm-cancel-worker/messages"
@@ -101,6 +102,7 @@ type follower struct {
 	assets   *provisioner
 	log      zerolog.Logger
 	now      func() time.Time
+	trace    tracing
 }
 
 // HeaderSettledMsgID carries, on a follow task, the Nats-Msg-Id its
@@ -231,6 +233,11 @@ func (f *follower) handleFollow(ctx context.Context, msg jetstream.Msg) settleme
 		polls = int(meta.NumDelivered)
 	}
 
+	ctx, span := f.trace.startConsumer(ctx, msg.Subject(), messages.Header(msg.Headers()), result.Kind, polls)
+	defer span.End()
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("cckm.request_id", result.RequestID), attribute.String("cckm.job_id", result.ID))
+	}
 	tp := msg.Headers().Get(messages.HeaderTraceparent)
 	if !messages.ValidTraceparent(tp) {
 		tp = ""

@@ -264,7 +264,9 @@ func (w *Worker) handleRequest(ctx context.Context, msg jetstream.Msg, release f
 		defaultRequestID: messages.DerivedRequestID(meta.Stream, meta.Sequence.Stream, meta.Timestamp),
 	}
 
+	ctx, span := w.trace.startConsumer(ctx, msg.Subject(), d.header, kind, deliveries)
 	var out outcome
+	defer func() { endRequest(span, &out) }()
 	if prior.finished != nil {
 		// An earlier delivery finished but could not publish: publish what
 		// it found, without calling CipherTrust Manager again.
@@ -273,6 +275,9 @@ func (w *Worker) handleRequest(ctx context.Context, msg jetstream.Msg, release f
 		out = process(ctx, w.canceler, d, w.now)
 	}
 	release() // the call is over: let the next one start
+	if tp := traceparentOf(span); tp != "" {
+		out.request.Traceparent = tp // the result names the request's span
+	}
 
 	if out.verdict == verdictRetry {
 		w.memory.store(key, priorDeliveries{attempts: out.attempts, httpStatus: out.httpStatus}, w.now())

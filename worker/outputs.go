@@ -79,6 +79,7 @@ type outputs struct {
 	log       zerolog.Logger
 	metrics   *Metrics
 	counts    *counters
+	trace     tracing
 	provision bool
 	// publishBudget bounds all tries of one publish.
 	publishBudget time.Duration
@@ -107,6 +108,8 @@ func (o *outputs) all() []*output {
 // created again when provisioning is on; else the output falls back to
 // core NATS, with a log line. tries is how many publishes were sent.
 func (o *outputs) publish(ctx context.Context, out *output, msg *nats.Msg) (ack *jetstream.PubAck, tries int, err error) {
+	ctx, span := o.trace.startProducer(ctx, msg.Subject, out.what)
+	defer func() { endProducer(span, tries, err) }()
 	deadline := time.Now().Add(o.publishBudget)
 	wait := minPublishRetry
 	for {

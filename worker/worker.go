@@ -31,6 +31,7 @@ type Worker struct {
 	log      zerolog.Logger
 	metrics  *Metrics
 	now      func() time.Time
+	trace    tracing // spans of requests, publishes and follows
 
 	out      *outputs        // where results, dead letters, follow tasks and settled events go
 	assets   *provisioner    // the streams and consumers
@@ -67,6 +68,7 @@ func New(cfg Config, nc *nats.Conn, canceler Canceler, log zerolog.Logger, metri
 		log:       log,
 		metrics:   metrics,
 		now:       time.Now,
+		trace:     newTracing(cfg.TracerProvider),
 		slots:     make(chan struct{}, cfg.Concurrency),
 		holds:     make(chan struct{}, heldPerSlot*cfg.Concurrency),
 		pool:      newGoPool(cfg.Concurrency),
@@ -75,8 +77,9 @@ func New(cfg Config, nc *nats.Conn, canceler Canceler, log zerolog.Logger, metri
 		drainOver: make(chan struct{}),
 	}
 	w.out = newOutputs(&w.cfg, nc, js, log, metrics, &w.counts)
+	w.out.trace = w.trace
 	w.assets = &provisioner{js: js, cfg: &w.cfg, log: log, out: w.out}
-	w.follow = &follower{cfg: &w.cfg, canceler: canceler, out: w.out, assets: w.assets, log: log, now: w.now}
+	w.follow = &follower{cfg: &w.cfg, canceler: canceler, out: w.out, assets: w.assets, log: log, now: w.now, trace: w.trace}
 	return w, nil
 }
 

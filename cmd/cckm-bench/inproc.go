@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/cckm/cckm-cancel-worker/internal/telemetry"
 	"github.com/cckm/cckm-cancel-worker/worker"
 )
 
@@ -33,6 +34,7 @@ type inProcessWorker struct {
 	closed  chan struct{} // closed when nc is
 	logFile *os.File
 	logBuf  *bufio.Writer
+	tracing *telemetry.Tracing
 }
 
 func startInProcessWorker(natsURL, cmURL string, mode worker.Mode, concurrency int) (*inProcessWorker, error) {
@@ -44,7 +46,13 @@ func startInProcessWorker(natsURL, cmURL string, mode worker.Mode, concurrency i
 	log := zerolog.New(zerolog.SyncWriter(logBuf)).Level(zerolog.InfoLevel).With().Timestamp().
 		Str("service", "cckm-cancel-worker").Logger()
 	p := &inProcessWorker{done: make(chan error, 1), logFile: logFile, logBuf: logBuf}
-	client, err := newClient(cmURL, concurrency)
+	tracing, provider, err := inProcessTracing()
+	if err != nil {
+		p.closeLog()
+		return nil, err
+	}
+	p.tracing = tracing
+	client, err := newTracedClient(cmURL, concurrency, provider)
 	if err != nil {
 		p.closeLog()
 		return nil, err
@@ -55,7 +63,7 @@ func startInProcessWorker(natsURL, cmURL string, mode worker.Mode, concurrency i
 		p.closeLog()
 		return nil, err
 	}
-	w, err := worker.New(worker.Config{Mode: mode, Concurrency: concurrency, Provision: true},
+	w, err := worker.New(worker.Config{Mode: mode, Concurrency: concurrency, Provision: true, TracerProvider: provider},
 		p.nc, client, log, worker.NewMetrics(prometheus.NewRegistry()))
 	if err != nil {
 		p.nc.Close()
@@ -101,6 +109,9 @@ func (p *inProcessWorker) stop() {
 }
 
 func (p *inProcessWorker) closeLog() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = p.tracing.Shutdown(ctx) // the last spans, as the binary exports them at exit
 	_ = p.logBuf.Flush()
 	_ = p.logFile.Close()
 	_ = os.Remove(p.logFile.Name())

@@ -49,6 +49,7 @@ type benchConfig struct {
 	runs        int
 	producer    string
 	hops        bool
+	tracing     string // tracingOff or tracingOn
 	// bigBacklog requests of bigPayload bytes each make the large-payload
 	// backlog run (bigBacklog 0: skip it).
 	bigBacklog, bigPayload int
@@ -101,6 +102,7 @@ func main() {
 	flag.DurationVar(&workerProfileTime, "worker-cpuprofile-time", workerProfileTime, "how much of each throughput run the worker's CPU profile covers (whole seconds)")
 	flag.StringVar(&tracePrefix, "trace", "", "write Go execution traces of this process and the worker during the first 2 s of each low-load run to `prefix`-{bench,worker}-<mode>-<latency>.trace")
 	flag.BoolVar(&timeline, "timeline", false, "print results and worker CPU every 250 ms of each throughput run to stderr")
+	flag.StringVar(&cfg.tracing, "tracing", tracingOff, "off, or on: the workers trace every request, exporting over OTLP/HTTP to a receiver in this process that discards what it gets")
 	flag.BoolVar(&cfg.hops, "hops", true, "measure what a TCP round trip between processes costs on this machine, busy and after the CM latency idle")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (NATS server, fake CM, driver) to the file")
 	flag.Parse()
@@ -132,6 +134,9 @@ func main() {
 	if cfg.producer != producerPub && cfg.producer != producerJetStream {
 		fail(fmt.Errorf("-producer %q: must be %s or %s", cfg.producer, producerPub, producerJetStream))
 	}
+	if cfg.tracing != tracingOff && cfg.tracing != tracingOn {
+		fail(fmt.Errorf("-tracing %q: must be %s or %s", cfg.tracing, tracingOff, tracingOn))
+	}
 	if err := runBench(cfg); err != nil {
 		pprof.StopCPUProfile()
 		fail(err)
@@ -156,6 +161,15 @@ func runBench(cfg benchConfig) error {
 		if err := build.Run(); err != nil {
 			return fmt.Errorf("build the worker (run from the repository root): %w", err)
 		}
+	}
+	if cfg.tracing == tracingOn {
+		var err error
+		if sink, err = startOTLPSink(); err != nil {
+			return fmt.Errorf("OTLP receiver: %w", err)
+		}
+		defer sink.close()
+		defer sink.report()
+		workerEnv = append(workerEnv, sink.env()...)
 	}
 	printMachine(cfg)
 	if cfg.hops {
@@ -185,7 +199,7 @@ func runBench(cfg benchConfig) error {
 // returns the rounds' rows: the limit, then each mode and the limit after
 // it.
 func runLatency(cfg benchConfig, latency time.Duration) ([][]row, error) {
-	fmt.Printf("\n## CipherTrust Manager latency %v, C=%d, %d requests, producer %s\n\n", latency, cfg.concurrency, cfg.requests, cfg.producer)
+	fmt.Printf("\n## CipherTrust Manager latency %v, C=%d, %d requests, producer %s, tracing %s\n\n", latency, cfg.concurrency, cfg.requests, cfg.producer, cfg.tracing)
 	fmt.Println(tableHeader)
 	ns, err := startNATS()
 	if err != nil {

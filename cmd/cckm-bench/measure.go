@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/cckm/cckm-cancel-worker/cckmclient"
 	"github.com/cckm/cckm-cancel-worker/messages"
@@ -175,10 +176,16 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 
 // newClient is the worker's client with its default settings.
 func newClient(url string, concurrency int) (*cckmclient.Client, error) {
+	return newTracedClient(url, concurrency, nil)
+}
+
+// newTracedClient is newClient traced by provider (nil: not traced).
+func newTracedClient(url string, concurrency int, provider oteltrace.TracerProvider) (*cckmclient.Client, error) {
 	return cckmclient.New(cckmclient.Config{
 		BaseURL:         url,
 		Credentials:     cckmclient.Credentials{Username: benchUser, Password: benchPassword},
 		MaxConnsPerHost: max(cckmclient.DefaultMaxConnsPerHost, concurrency),
+		TracerProvider:  provider,
 	})
 }
 

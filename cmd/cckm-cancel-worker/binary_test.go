@@ -220,6 +220,7 @@ func TestABadSettingExitsTwoWithOneLineNamingIt(t *testing.T) {
 		{"CCKM_RATE_BURST=0", with(map[string]string{"CCKM_RATE_BURST": "0"}), "CCKM_RATE_BURST"},
 		{"CCKM_PASSWORD_FILE naming a missing file", with(map[string]string{"CCKM_PASSWORD_FILE": missing}, "CCKM_PASSWORD"), "CCKM_PASSWORD_FILE"},
 		{"an NKey seed itself in NATS_NKEY", with(map[string]string{"NATS_NKEY": nkeySeedExample}), "NATS_NKEY"},
+		{"OTEL_EXPORTER_OTLP_PROTOCOL=grpc", with(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}), "OTEL_EXPORTER_OTLP_PROTOCOL"},
 	} {
 		t.Run(tc.name+" exits 2 with one line naming it", func(t *testing.T) {
 			t.Parallel()

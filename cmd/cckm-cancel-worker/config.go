@@ -16,6 +16,7 @@ import (
 
 	"github.com/cckm/cckm-cancel-worker/cckmclient"
 	"github.com/cckm/cckm-cancel-worker/internal/nkeyseed"
+	"github.com/cckm/cckm-cancel-worker/internal/telemetry"
 	"github.com/cckm/cckm-cancel-worker/worker"
 )
 
@@ -40,6 +41,9 @@ type config struct {
 	Guard worker.GuardConfig
 
 	Worker worker.Config
+
+	// Tracing is what the SDK's OTEL_* variables say about tracing.
+	Tracing telemetry.Settings
 
 	HTTPAddr  string
 	HTTPPprof bool
@@ -199,6 +203,13 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	if p.err != nil {
 		return config{}, p.err
 	}
+	// The OTEL_* variables are the SDK's own: read from the environment
+	// only, never flags.
+	tracing, err := telemetry.ReadSettings(getenv)
+	if err != nil {
+		return config{}, err
+	}
+	cfg.Tracing = tracing
 	return cfg, cfg.validate()
 }
 

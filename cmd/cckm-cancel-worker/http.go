@@ -162,5 +162,7 @@ func logConfig(log zerolog.Logger, cfg config) {
 		Str("http_addr", cfg.HTTPAddr).
 		Str("log_level", cfg.LogLevel.String()).
 		Str("log_format", cfg.LogFormat).
+		Bool("tracing", cfg.Tracing.Enabled).
+		Str("otel_exporter_otlp_endpoint", cfg.Tracing.Endpoint).
 		Msg("configuration")
 }

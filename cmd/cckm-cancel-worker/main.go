@@ -22,6 +22,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/cckm/cckm-cancel-worker/cckmclient"
+	"github.com/cckm/cckm-cancel-worker/internal/telemetry"
 	"github.com/cckm/cckm-cancel-worker/worker"
 )
 
@@ -100,6 +101,17 @@ func run(ctx context.Context, cfg config, log zerolog.Logger, stdout io.Writer) 
 	}
 	logConfig(log, cfg)
 
+	tracing, err := telemetry.Start(ctx, cfg.Tracing, log.With().Str("component", "telemetry").Logger())
+	if err != nil {
+		return err
+	}
+	defer flushTraces(tracing, cfg.Worker.ShutdownTimeout, log)
+	if cfg.Tracing.Enabled {
+		log.Info().Str("endpoint", cfg.Tracing.Endpoint).Msg("tracing: exporting spans over OTLP/HTTP")
+	} else {
+		log.Debug().Str("why", cfg.Tracing.Off).Msg("tracing off")
+	}
+
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := worker.NewMetrics(registry)
@@ -111,6 +123,7 @@ func run(ctx context.Context, cfg config, log zerolog.Logger, stdout io.Writer) 
 		metrics.ObserveCall(a.Op, a.Kind, a.Status, a.Duration, a.Retry)
 	}
 	cckmCfg.OnTokenGrant = metrics.ObserveTokenGrant
+	cckmCfg.TracerProvider = tracing.TracerProvider()
 	cckmCfg.Gate = worker.NewGuard(cfg.Guard, log.With().Str("component", "guard").Logger(), metrics)
 	client, err := cckmclient.New(cckmCfg)
 	if err != nil {
@@ -123,7 +136,9 @@ func run(ctx context.Context, cfg config, log zerolog.Logger, stdout io.Writer) 
 	}
 	defer nc.Close()
 
-	w, err := worker.New(cfg.Worker, nc, client, log.With().Str("component", "worker").Logger(), metrics)
+	workerCfg := cfg.Worker
+	workerCfg.TracerProvider = tracing.TracerProvider()
+	w, err := worker.New(workerCfg, nc, client, log.With().Str("component", "worker").Logger(), metrics)
 	if err != nil {
 		return err
 	}
@@ -145,6 +160,16 @@ func run(ctx context.Context, cfg config, log zerolog.Logger, stdout io.Writer) 
 	stopHTTP(shutdownCtx)
 	log.Info().Msg("cckm-cancel-worker stopped")
 	return runErr
+}
+
+// flushTraces exports the spans still buffered, within timeout, once the
+// work is over.
+func flushTraces(tracing *telemetry.Tracing, timeout time.Duration, log zerolog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := tracing.Shutdown(ctx); err != nil {
+		log.Warn().Err(err).Msg("tracing: cannot export the last spans")
+	}
 }
 
 // connectNATS connects with reconnection forever: the worker goes on

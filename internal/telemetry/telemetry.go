@@ -1,0 +1,131 @@
+// Package telemetry sets up the process's OpenTelemetry tracing from the
+// SDK's own OTEL_* variables: spans exported over OTLP/HTTP with protobuf
+// when an OTLP endpoint is configured, and a no-op tracer provider, with
+// no SDK pipeline at all, when none is.
+//
+// Tracing is on when OTEL_EXPORTER_OTLP_ENDPOINT or
+// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set, unless OTEL_SDK_DISABLED=true
+// or OTEL_TRACES_EXPORTER=none. The SDK reads every other OTEL_* variable
+// itself (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES,
+// OTEL_EXPORTER_OTLP_HEADERS and _TIMEOUT, OTEL_TRACES_SAMPLER, OTEL_BSP_*,
+// ...).
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+)
+
+// DefaultServiceName is the service.name of the spans when
+// OTEL_SERVICE_NAME (or service.name in OTEL_RESOURCE_ATTRIBUTES) does not
+// set one.
+const DefaultServiceName = "cckm-cancel-worker"
+
+// protocolHTTPProtobuf is the one OTLP protocol the exporter speaks, the
+// specification's default.
+const protocolHTTPProtobuf = "http/protobuf"
+
+// Settings is what the OTEL_* variables say about tracing.
+type Settings struct {
+	// Enabled is true when spans are exported: an endpoint is set and
+	// nothing turns tracing off.
+	Enabled bool
+	// Endpoint is where spans go, with any user information masked, for
+	// the log; empty when tracing is off.
+	Endpoint string
+	// Off says why tracing is off, for the log; empty when it is on.
+	Off string
+}
+
+// ReadSettings reads the variables that turn tracing on or off through
+// getenv. A protocol other than http/protobuf, an exporter other than
+// otlp or none, or an endpoint that is not an http(s) URL is an error
+// naming the variable.
+func ReadSettings(getenv func(string) string) (Settings, error) {
+	if strings.EqualFold(strings.TrimSpace(getenv("OTEL_SDK_DISABLED")), "true") {
+		return Settings{Off: "OTEL_SDK_DISABLED=true"}, nil
+	}
+	switch exporter := strings.TrimSpace(getenv("OTEL_TRACES_EXPORTER")); exporter {
+	case "", "otlp":
+	case "none":
+		return Settings{Off: "OTEL_TRACES_EXPORTER=none"}, nil
+	default:
+		return Settings{}, fmt.Errorf("OTEL_TRACES_EXPORTER %q is not supported: use otlp or none", exporter)
+	}
+	for _, name := range []string{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"} {
+		if protocol := strings.TrimSpace(getenv(name)); protocol != "" && protocol != protocolHTTPProtobuf {
+			return Settings{}, fmt.Errorf("%s %q is not supported: use %s", name, protocol, protocolHTTPProtobuf)
+		}
+	}
+	name, endpoint := "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+	if endpoint == "" {
+		name, endpoint = "OTEL_EXPORTER_OTLP_ENDPOINT", strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_ENDPOINT"))
+	}
+	if endpoint == "" {
+		return Settings{Off: "no OTLP endpoint set"}, nil
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return Settings{}, fmt.Errorf("%s is not an http(s) URL such as http://collector:4318", name)
+	}
+	return Settings{Enabled: true, Endpoint: u.Redacted()}, nil
+}
+
+// Tracing is the process's tracer provider and its shutdown.
+type Tracing struct {
+	provider trace.TracerProvider
+	sdk      *sdktrace.TracerProvider // nil when tracing is off
+}
+
+// Start returns the tracing settings say: with tracing on, an SDK tracer
+// provider whose batch processor exports to the endpoint (export errors
+// are logged to log as warnings); with it off, a no-op provider. It makes
+// no connection: the first export does.
+func Start(ctx context.Context, settings Settings, log zerolog.Logger) (*Tracing, error) {
+	if !settings.Enabled {
+		return &Tracing{provider: noop.NewTracerProvider()}, nil
+	}
+	exporter, err := otlptracehttp.New(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("OTLP trace exporter: %w", err)
+	}
+	// Later sources win: the default name, then what the variables say.
+	res, err := resource.New(ctx,
+		resource.WithTelemetrySDK(),
+		resource.WithAttributes(attribute.String("service.name", DefaultServiceName)),
+		resource.WithFromEnv(),
+	)
+	if err != nil && !errors.Is(err, resource.ErrPartialResource) {
+		return nil, fmt.Errorf("OTEL_RESOURCE_ATTRIBUTES: %w", err)
+	}
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		log.Warn().Err(err).Msg("tracing: cannot export spans")
+	}))
+	provider := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exporter), sdktrace.WithResource(res))
+	return &Tracing{provider: provider, sdk: provider}, nil
+}
+
+// TracerProvider is what to trace with: the SDK's, or a no-op provider
+// when tracing is off.
+func (t *Tracing) TracerProvider() trace.TracerProvider { return t.provider }
+
+// Shutdown exports the spans still buffered and stops the exporter, within
+// ctx. With tracing off, or on a nil *Tracing, it does nothing.
+func (t *Tracing) Shutdown(ctx context.Context) error {
+	if t == nil || t.sdk == nil {
+		return nil
+	}
+	return t.sdk.Shutdown(ctx)
+}
