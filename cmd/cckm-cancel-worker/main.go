@@ -148,8 +148,12 @@ func run(ctx context.Context, cfg config, log zerolog.Logger, stdout io.Writer) 
 	if err != nil {
 		return err
 	}
-	loggedIn := loginAtStart(ctx, client, cfg, log)
-	defer func() { <-loggedIn }()
+	loginCtx, stopLogin := context.WithCancel(ctx)
+	loggedIn := loginAtStart(loginCtx, client, cfg, log)
+	defer func() {
+		stopLogin()
+		<-loggedIn
+	}()
 
 	nc, err := connectNATS(cfg, log)
 	if err != nil {
@@ -167,11 +171,16 @@ func run(ctx context.Context, cfg config, log zerolog.Logger, stdout io.Writer) 
 	var runErr error
 	if waitForNATS(ctx, nc, cfg, log) {
 		log.Info().Msg("cckm-cancel-worker started")
+		bannerCtx, stopBanner := context.WithCancel(ctx)
+		var banner <-chan struct{} // closed once the dev banner is out
 		if dev != nil {
-			banner := dev.printHowToWhenReady(ctx, stdout, cfg, w, loggedIn)
-			defer func() { <-banner }()
+			banner = dev.printHowToWhenReady(bannerCtx, stdout, cfg, w, loggedIn)
 		}
 		runErr = w.Run(ctx)
+		stopBanner() // Run may end before ctx does, with a *worker.SettingError
+		if dev != nil {
+			<-banner
+		}
 	}
 
 	log.Info().Msg("work in flight finished; draining the NATS connection")
