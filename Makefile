@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin/cckm-cancel-worker
 PKGS     := ./...
 
-.PHONY: all build run test chaos bench lint fuzz clean
+.PHONY: all build run run-core test chaos bench lint fuzz clean
 
 all: lint test build
 
@@ -11,9 +11,15 @@ all: lint test build
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/cckm-cancel-worker
 
-## run: the worker in dev mode (embedded NATS, simulated CipherTrust Manager)
-run:
-	$(GO) run ./cmd/cckm-cancel-worker --dev
+## run: the worker in dev mode (embedded NATS, simulated CipherTrust Manager); Ctrl-C stops it
+run: build
+	./$(BIN) --dev
+
+## run-core: dev mode in core mode, where `nats req` gets the result as its reply
+# (the binary is run without a shell in between, so that Ctrl-C ends it quietly)
+run-core: export WORKER_MODE := core
+run-core: build
+	./$(BIN) --dev
 
 ## test: every test with the race detector (fuzz seed corpora included)
 test:

@@ -90,8 +90,11 @@ type Config struct {
 	// settled: false.
 	FollowTimeout time.Duration
 	// FollowInterval is the wait before the second poll; it doubles with
-	// every poll, up to 30 s.
+	// every poll, up to FollowMaxInterval.
 	FollowInterval time.Duration
+	// FollowMaxInterval caps the wait between two polls of a follow, so
+	// that the end of a job is noticed at most this long after it.
+	FollowMaxInterval time.Duration
 	// CallBudget is the longest one call to CipherTrust Manager may take,
 	// all its attempts included (the client's retry budget). With the
 	// delays and the ack wait it bounds how long a redelivery can take,
@@ -125,6 +128,11 @@ const (
 	DefaultFollowInterval  = 2 * time.Second
 	DefaultCallBudget      = 30 * time.Second
 )
+
+// DefaultFollowMaxInterval is Config.FollowMaxInterval's default: each
+// followed job polled at least twice a minute, one GET each, costs
+// CipherTrust Manager little.
+const DefaultFollowMaxInterval = 30 * time.Second
 
 func (c *Config) setDefaults() {
 	if c.Mode == "" {
@@ -163,6 +171,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.FollowInterval <= 0 {
 		c.FollowInterval = DefaultFollowInterval
+	}
+	if c.FollowMaxInterval <= 0 {
+		c.FollowMaxInterval = DefaultFollowMaxInterval
 	}
 	if c.CallBudget <= 0 {
 		c.CallBudget = DefaultCallBudget

@@ -183,3 +183,54 @@ func TestWithoutAFollowStreamTheRequestSettlesFalseAndIsNotRedelivered(t *testin
 	env.requireNothingPending(t)
 	assert.Len(t, env.cm.CallsFor(id), 1, "no redelivery, no second cancel")
 }
+
+func TestFollowDelayDoublesUpToFollowMaxInterval(t *testing.T) {
+	cfg := Config{FollowInterval: time.Second, FollowMaxInterval: 3 * time.Second}
+	var got []time.Duration
+	for polls := 1; polls <= 5; polls++ {
+		got = append(got, cfg.followDelay(polls))
+	}
+	assert.Equal(t, []time.Duration{time.Second, 2 * time.Second, 3 * time.Second, 3 * time.Second, 3 * time.Second}, got)
+	assert.Equal(t, 3*time.Second, cfg.followDelay(1000), "a long follow waits the cap, not an overflowed shift")
+
+	cfg = Config{}
+	cfg.setDefaults()
+	assert.Equal(t, DefaultFollowMaxInterval, cfg.FollowMaxInterval, "the default cap")
+}
+
+// A job that ends 5 s after its cancel: with the doubling capped at
+// FollowMaxInterval, its settled event comes at most about that long after
+// the job's end (uncapped, the polls at 0.5, 1.5, 3.5 and 7.5 s would
+// settle it 2.5 s late).
+func TestAFollowNoticesTheEndOfAJobWithinFollowMaxInterval(t *testing.T) {
+	const (
+		jobEndsAfter = 5 * time.Second
+		maxInterval  = time.Second
+		// slack covers a poll's GET, the settled event's publish and the
+		// timer resolution of NakWithDelay.
+		slack = 500 * time.Millisecond
+	)
+	env := newTestEnv(t, cckmtest.Options{SettleAfter: jobEndsAfter})
+	settledEvents := env.watchResults(t, messages.KindRefresh.SettledSubject())
+	cfg := followConfig(ModeJetStream)
+	cfg.FollowInterval = 500 * time.Millisecond
+	cfg.FollowMaxInterval = maxInterval
+	cfg.FollowTimeout = 30 * time.Second
+	env.startWorker(t, cfg, env.client(t, nil))
+
+	id := messages.NewRequestID()
+	env.cm.AddJob(cckmtest.Refresh, id)
+	canceledBy := time.Now()
+	result, _ := env.send(t, ModeJetStream, messages.KindRefresh, `{"id":"`+id+`","follow":true}`)
+	require.Equal(t, messages.StatusCanceled, result.Status)
+	canceledAt := time.Now() // the cancel call happened between canceledBy and now
+
+	settled, _ := settledEvents.next(t)
+	settledAt := time.Now()
+	require.NotNil(t, settled.Settled)
+	require.True(t, *settled.Settled, "the job ended")
+	assert.Equal(t, "completed", settled.OverallStatus)
+	assert.GreaterOrEqual(t, settledAt.Sub(canceledBy), jobEndsAfter, "settled after the job's end")
+	assert.LessOrEqual(t, settledAt.Sub(canceledAt), jobEndsAfter+maxInterval+slack,
+		"settled within WORKER_FOLLOW_MAX_INTERVAL of the job's end")
+}

@@ -260,3 +260,30 @@ func (m *Metrics) setHeld(held bool) {
 	}
 	m.held.Set(0)
 }
+
+// LoginGauge is cckm_cancel_cm_login_refused: 1 after CipherTrust Manager
+// refused the worker's credentials, 0 after it granted a token. A nil
+// *LoginGauge records nothing.
+type LoginGauge struct{ refused prometheus.Gauge }
+
+// NewLoginGauge creates the gauge, at 0, and registers it with reg.
+func NewLoginGauge(reg prometheus.Registerer) *LoginGauge {
+	g := &LoginGauge{refused: prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "cckm_cancel_cm_login_refused",
+		Help: "1 after CipherTrust Manager refused the login (check the credential settings), 0 after it granted a token.",
+	})}
+	reg.MustRegister(g.refused)
+	return g
+}
+
+// Set records a refused login (true) or a granted token (false).
+func (g *LoginGauge) Set(refused bool) {
+	if g == nil {
+		return
+	}
+	if refused {
+		g.refused.Set(1)
+		return
+	}
+	g.refused.Set(0)
+}

@@ -25,6 +25,9 @@ import (
 // logging the config masks them.
 type config struct {
 	Dev bool
+	// DevNATSPort is the port of dev mode's embedded NATS server; 0 takes
+	// any free port.
+	DevNATSPort int
 
 	NATSURL      string
 	NATSCreds    string
@@ -98,12 +101,25 @@ var settings = []setting{
 	{env: "WORKER_SHUTDOWN_TIMEOUT", def: worker.DefaultShutdownTimeout.String(), usage: "how long work in flight may finish at a stop"},
 	{env: "WORKER_FOLLOW", def: "false", usage: "follow every canceled job to its end and publish a settled event"},
 	{env: "WORKER_FOLLOW_TIMEOUT", def: worker.DefaultFollowTimeout.String(), usage: "how long a follow polls before it settles false"},
-	{env: "WORKER_FOLLOW_INTERVAL", def: worker.DefaultFollowInterval.String(), usage: "wait before the second poll of a follow (doubles, at most 30s)"},
+	{env: "WORKER_FOLLOW_INTERVAL", def: worker.DefaultFollowInterval.String(), usage: "wait before the second poll of a follow (doubles, up to WORKER_FOLLOW_MAX_INTERVAL; 1s in dev mode)"},
+	{env: "WORKER_FOLLOW_MAX_INTERVAL", def: worker.DefaultFollowMaxInterval.String(), usage: "longest wait between two polls of a follow: the end of a job is noticed at most this late (3s in dev mode)"},
 	{env: "HTTP_ADDR", def: ":8080", usage: "address of /healthz, /readyz and /metrics"},
 	{env: "HTTP_PPROF", def: "false", usage: "also serve the Go profiler under /debug/pprof/ on HTTP_ADDR"},
 	{env: "LOG_LEVEL", def: "info", usage: "trace, debug, info, warn or error"},
-	{env: "LOG_FORMAT", def: "json", usage: "json or console"},
+	{env: "LOG_FORMAT", usage: "json or console (default: console when standard error is a terminal, else json)"},
+	{env: "DEV_NATS_PORT", def: strconv.Itoa(devNATSPort), usage: "dev mode: port of the embedded NATS server on 127.0.0.1 (0: any free port)"},
 }
+
+// devDefaults are the defaults that differ in dev mode, where a person
+// watches: the simulated jobs end 15 s after their cancel, and a follow
+// should say so within a few seconds, not 30.
+var devDefaults = map[string]string{
+	"WORKER_FOLLOW_INTERVAL":     "1s",
+	"WORKER_FOLLOW_MAX_INTERVAL": "3s",
+}
+
+// errVersion is loadConfig's answer to --version: print the version, exit 0.
+var errVersion = errors.New("version requested")
 
 // maxMaxInFlight bounds CCKM_MAX_IN_FLIGHT: it becomes the consumers'
 // MaxAckPending, and a bound past this protects nothing.
@@ -126,7 +142,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 			values[s.env+"_FILE"] = fs.String(flagName(s.env+"_FILE"), "", "file holding "+s.env+" ("+s.env+"_FILE)")
 		}
 	}
-	dev := fs.Bool("dev", false, "dev mode: embedded NATS on 127.0.0.1:4222 and a simulated CipherTrust Manager")
+	dev := fs.Bool("dev", false, "dev mode: embedded NATS on 127.0.0.1:4222 (DEV_NATS_PORT) and a simulated CipherTrust Manager")
+	version := fs.Bool("version", false, "print the name, version and VCS revision, and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(stderr)
@@ -135,18 +152,23 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		}
 		return config{}, err
 	}
+	if *version {
+		return config{}, errVersion
+	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	for env, value := range values {
 		if fromEnv := getenv(env); fromEnv != "" && !given[flagName(env)] {
 			*value = fromEnv
+		} else if devValue, ok := devDefaults[env]; ok && *dev && fromEnv == "" && !given[flagName(env)] {
+			*value = devValue
 		}
 	}
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	p := parser{values: values}
-	cfg := config{Dev: *dev}
+	cfg := config{Dev: *dev, DevNATSPort: p.integer("DEV_NATS_PORT", 0, maxPort)}
 
 	cfg.NATSURL = p.str("NATS_URL")
 	cfg.NATSCreds = p.str("NATS_CREDS")
@@ -187,6 +209,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		FollowTimeout:   p.duration("WORKER_FOLLOW_TIMEOUT"),
 		FollowInterval:  p.duration("WORKER_FOLLOW_INTERVAL"),
 	}
+	cfg.Worker.FollowMaxInterval = p.duration("WORKER_FOLLOW_MAX_INTERVAL")
 	cfg.Worker.CallBudget = cfg.CCKM.RetryBudget
 	cfg.Guard = worker.GuardConfig{
 		RateLimit: p.rate("CCKM_RATE_LIMIT"),
@@ -199,6 +222,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	cfg.HTTPAddr = p.str("HTTP_ADDR")
 	cfg.HTTPPprof = p.boolean("HTTP_PPROF")
 	cfg.LogFormat = p.str("LOG_FORMAT")
+	if cfg.LogFormat == "" {
+		cfg.LogFormat = defaultLogFormat(stderr)
+	}
 	cfg.LogLevel = p.level("LOG_LEVEL")
 	if p.err != nil {
 		return config{}, p.err
@@ -297,6 +323,9 @@ func (p *parser) integer(env string, lo, hi int) int {
 	}
 	return n
 }
+
+// maxPort is the highest TCP port.
+const maxPort = 65535
 
 // maxRateBurst bounds CCKM_RATE_BURST: more attempts at once than any
 // instance has calls in flight would be no limit at all.

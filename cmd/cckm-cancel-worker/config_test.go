@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -66,7 +67,10 @@ func TestLoadConfigDefaults(t *testing.T) {
 		{"CCKM_MAX_IN_FLIGHT defaults to 256", cfg.Worker.MaxInFlight, 256},
 		{"HTTP_ADDR defaults to :8080", cfg.HTTPAddr, ":8080"},
 		{"LOG_LEVEL defaults to info", cfg.LogLevel.String(), "info"},
-		{"LOG_FORMAT defaults to json", cfg.LogFormat, "json"},
+		{"LOG_FORMAT defaults to json when standard error is not a terminal", cfg.LogFormat, "json"},
+		{"WORKER_FOLLOW_INTERVAL defaults to the worker's default", cfg.Worker.FollowInterval, worker.DefaultFollowInterval},
+		{"WORKER_FOLLOW_MAX_INTERVAL defaults to 30s", cfg.Worker.FollowMaxInterval, 30 * time.Second},
+		{"DEV_NATS_PORT defaults to 4222", cfg.DevNATSPort, 4222},
 		{"CCKM_TIMEOUT defaults to the client's default", cfg.CCKM.Timeout, cckmclient.DefaultTimeout},
 		{"CCKM_INSECURE_SKIP_VERIFY defaults to false", cfg.CCKM.InsecureSkipVerify, false},
 		{"CCKM_RATE_LIMIT defaults to no limit", cfg.Guard.RateLimit, 0.0},
@@ -131,6 +135,8 @@ func settingCases(t *testing.T) []settingCase {
 		{"WORKER_FOLLOW", "true", "false", nil, func(c config) string { return strconv.FormatBool(c.Worker.Follow) }},
 		{"WORKER_FOLLOW_TIMEOUT", "1m0s", "2m0s", nil, func(c config) string { return c.Worker.FollowTimeout.String() }},
 		{"WORKER_FOLLOW_INTERVAL", "1s", "3s", nil, func(c config) string { return c.Worker.FollowInterval.String() }},
+		{"WORKER_FOLLOW_MAX_INTERVAL", "5s", "10s", nil, func(c config) string { return c.Worker.FollowMaxInterval.String() }},
+		{"DEV_NATS_PORT", "4333", "0", nil, func(c config) string { return str(c.DevNATSPort) }},
 		{"HTTP_ADDR", ":9090", "127.0.0.1:9091", nil, func(c config) string { return c.HTTPAddr }},
 		{"HTTP_PPROF", "true", "false", nil, func(c config) string { return strconv.FormatBool(c.HTTPPprof) }},
 		{"LOG_LEVEL", "debug", "warn", nil, func(c config) string { return c.LogLevel.String() }},
@@ -272,4 +278,37 @@ func TestAnUnknownFlagIsAnErrorThatPrintsNothing(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "no-such-flag")
 	assert.Empty(t, stderr.String(), "the caller prints the one line")
+}
+
+func TestDevModeFollowsWithinAFewSecondsUnlessTold(t *testing.T) {
+	cfg, err := load(t, envMap{}, "--dev")
+	require.NoError(t, err)
+	assert.Equal(t, time.Second, cfg.Worker.FollowInterval, "dev mode's follow interval")
+	assert.Equal(t, 3*time.Second, cfg.Worker.FollowMaxInterval, "dev mode's cap: its jobs end 15 s after the cancel")
+
+	cfg, err = load(t, envMap{"WORKER_FOLLOW_MAX_INTERVAL": "7s"}, "--dev", "--worker-follow-interval=2s")
+	require.NoError(t, err)
+	assert.Equal(t, 2*time.Second, cfg.Worker.FollowInterval, "a flag wins over dev mode's default")
+	assert.Equal(t, 7*time.Second, cfg.Worker.FollowMaxInterval, "a variable wins over dev mode's default")
+}
+
+func TestFollowIntervalsAndTheDevPortAreValidated(t *testing.T) {
+	for _, tc := range []struct {
+		name, env, value string
+	}{
+		{"WORKER_FOLLOW_MAX_INTERVAL must be a duration", "WORKER_FOLLOW_MAX_INTERVAL", "soon"},
+		{"WORKER_FOLLOW_MAX_INTERVAL must be positive", "WORKER_FOLLOW_MAX_INTERVAL", "0s"},
+		{"DEV_NATS_PORT must be a port", "DEV_NATS_PORT", "70000"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := load(t, minimalEnv.with(envMap{tc.env: tc.value}))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.env)
+		})
+	}
+}
+
+func TestVersionIsAskedForWithDashDashVersion(t *testing.T) {
+	_, err := load(t, envMap{}, "--version")
+	assert.ErrorIs(t, err, errVersion)
 }

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,9 +43,16 @@ type devEnv struct {
 }
 
 // startDev starts an embedded NATS server with JetStream on
-// 127.0.0.1:4222, its store in a temporary directory, and the simulated
-// CipherTrust Manager with the sample jobs.
+// 127.0.0.1:DEV_NATS_PORT, its store in a temporary directory, and the
+// simulated CipherTrust Manager with the sample jobs. A port in use is a
+// *startError, found before anything starts.
 func startDev(cfg config, log zerolog.Logger) (*devEnv, error) {
+	port := cfg.DevNATSPort
+	if port == 0 {
+		port = server.RANDOM_PORT
+	} else if err := checkDevPort(port); err != nil {
+		return nil, err
+	}
 	dataDir, err := os.MkdirTemp("", "cckm-cancel-worker-dev-")
 	if err != nil {
 		return nil, fmt.Errorf("dev mode: %w", err)
@@ -49,7 +60,7 @@ func startDev(cfg config, log zerolog.Logger) (*devEnv, error) {
 	ns, err := server.NewServer(&server.Options{
 		ServerName: "cckm-dev",
 		Host:       devNATSHost,
-		Port:       devNATSPort,
+		Port:       port,
 		JetStream:  true,
 		StoreDir:   dataDir,
 		NoSigs:     true,
@@ -62,12 +73,23 @@ func startDev(cfg config, log zerolog.Logger) (*devEnv, error) {
 	if !ns.ReadyForConnections(10 * time.Second) {
 		ns.Shutdown()
 		_ = os.RemoveAll(dataDir)
-		return nil, fmt.Errorf("dev mode: embedded NATS did not start on %s:%d (is another NATS server using the port?)", devNATSHost, devNATSPort)
+		return nil, fmt.Errorf("dev mode: embedded NATS did not start on %s:%d", devNATSHost, cfg.DevNATSPort)
 	}
 	cm := newDevCM()
 	log.Info().Str("nats", ns.ClientURL()).Str("store", dataDir).Str("cckm_url", cm.URL()).
 		Msg("dev mode: embedded NATS with JetStream and a simulated CipherTrust Manager")
 	return &devEnv{nats: ns, cm: cm, dataDir: dataDir}, nil
+}
+
+// checkDevPort listens on the dev NATS port and lets it go: the embedded
+// server would otherwise try for seconds before it gives up.
+func checkDevPort(port int) error {
+	addr := net.JoinHostPort(devNATSHost, strconv.Itoa(port))
+	listener, err := net.Listen("tcp", addr)
+	if err != nil {
+		return &startError{fmt.Errorf("dev mode: %s is in use (another NATS server, or another dev worker?): stop it, or set DEV_NATS_PORT (0: any free port)", addr)}
+	}
+	return listener.Close()
 }
 
 // newDevCM starts the simulated CipherTrust Manager of dev mode: every kind
@@ -106,6 +128,40 @@ func (e *devEnv) Close() {
 	_ = os.RemoveAll(e.dataDir)
 }
 
+// bannerPoll is how often printHowToWhenReady looks whether the worker
+// consumes.
+const bannerPoll = 50 * time.Millisecond
+
+// printHowToWhenReady prints the banner (printHowTo) once the login at
+// start is over and the worker consumes, so that it is the last thing on
+// the screen, not pushed off it by the start-up lines. The returned channel
+// closes when it has printed, or ctx ended first.
+func (e *devEnv) printHowToWhenReady(ctx context.Context, out io.Writer, cfg config, ready readiness, loggedIn <-chan struct{}) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-loggedIn:
+		case <-ctx.Done():
+			return
+		}
+		poll := time.NewTicker(bannerPoll)
+		defer poll.Stop()
+		for ready.Ready() != nil {
+			select {
+			case <-poll.C:
+			case <-ctx.Done():
+				return
+			}
+		}
+		// One write, so that no log line lands inside the banner.
+		var banner bytes.Buffer
+		e.printHowTo(&banner, cfg)
+		_, _ = out.Write(banner.Bytes())
+	}()
+	return done
+}
+
 // printHowTo prints what runs where, the kinds, and commands to try: a new
 // UUID of one kind, then the sample jobs grouped by the outcome they show.
 func (e *devEnv) printHowTo(out io.Writer, cfg config) {
@@ -128,6 +184,12 @@ func (e *devEnv) printHowTo(out io.Writer, cfg config) {
 		p("  %s", line)
 	}
 	p("")
+	if cfg.Worker.Mode == worker.ModeCore {
+		p("Core mode: send with `nats req`; the reply is the result.")
+	} else {
+		p("JetStream mode: send with `nats pub`; the stream acknowledges the request, and the result")
+		p("comes on cckm.cancel.<kind>.result. For `nats req`, whose reply is the result: WORKER_MODE=core.")
+	}
 	p("Try it with the nats CLI (go install github.com/nats-io/natscli/nats@latest):")
 	p("  # watch requests, results and settled events")
 	p("  nats sub 'cckm.cancel.>'")

@@ -141,9 +141,13 @@ func TestTheDevBannerShowsAHandfulOfKindsWithCommandsToTry(t *testing.T) {
 			assert.LessOrEqual(t, commands, 10, "a handful of commands, not one per kind:\n%s", banner)
 			assert.GreaterOrEqual(t, len(kinds), 4, "commands for several kinds: %v", kinds)
 			if mode == worker.ModeJetStream {
+				assert.Contains(t, banner, "send with `nats pub`; the stream acknowledges", "which command fits the mode")
+				assert.Contains(t, banner, "cckm.cancel.<kind>.result", "where the results come")
+				assert.Contains(t, banner, "WORKER_MODE=core", "how to get nats req")
 				assert.Contains(t, banner, "Cckm-Reply-To:my.answers")
 				assert.Contains(t, banner, "nats stream view CCKM_CANCEL_RESULTS")
 			} else {
+				assert.Contains(t, banner, "send with `nats req`; the reply is the result", "which command fits the mode")
 				assert.NotContains(t, banner, "nats pub ", "core mode answers nats req")
 			}
 			assert.NotContains(t, banner, devPassword)

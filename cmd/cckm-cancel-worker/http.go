@@ -51,14 +51,10 @@ func newHTTPHandler(ready readiness, registry *prometheus.Registry, withPprof bo
 	return mux
 }
 
-// startHTTP listens on addr at once, so that a port in use stops the
-// process at start, and serves in the background. The returned stop shuts
-// the server down and waits for its goroutine.
-func startHTTP(addr string, withPprof bool, ready readiness, registry *prometheus.Registry, log zerolog.Logger) (stop func(context.Context), err error) {
-	listener, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("HTTP_ADDR %s: %w", addr, err)
-	}
+// serveHTTP serves on listener (listenHTTP's, made at start so that a
+// port in use stops the process at once) in the background. The returned
+// stop shuts the server down and waits for its goroutine.
+func serveHTTP(listener net.Listener, withPprof bool, ready readiness, registry *prometheus.Registry, log zerolog.Logger) (stop func(context.Context)) {
 	srv := &http.Server{
 		Handler:           newHTTPHandler(ready, registry, withPprof),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -74,7 +70,7 @@ func startHTTP(addr string, withPprof bool, ready readiness, registry *prometheu
 	return func(ctx context.Context) {
 		_ = srv.Shutdown(ctx)
 		<-served
-	}, nil
+	}
 }
 
 // redactedURLs hides passwords and tokens in a comma-separated list of NATS
@@ -121,10 +117,11 @@ func scrubURLs(text, urls string) string {
 	return text
 }
 
-// logConfig logs the configuration at start; secrets print as a mask.
+// logConfig logs the whole configuration at start, at debug (logSummary
+// has the short line at info); secrets print as a mask.
 func logConfig(log zerolog.Logger, cfg config) {
 	creds := cfg.CCKM.Credentials
-	log.Info().
+	log.Debug().
 		Bool("dev", cfg.Dev).
 		Str("nats_url", redactedURLs(cfg.NATSURL)).
 		Bool("nats_creds", cfg.NATSCreds != "").
@@ -159,6 +156,7 @@ func logConfig(log zerolog.Logger, cfg config) {
 		Bool("worker_follow", cfg.Worker.Follow).
 		Str("worker_follow_timeout", cfg.Worker.FollowTimeout.String()).
 		Str("worker_follow_interval", cfg.Worker.FollowInterval.String()).
+		Str("worker_follow_max_interval", cfg.Worker.FollowMaxInterval.String()).
 		Str("http_addr", cfg.HTTPAddr).
 		Str("log_level", cfg.LogLevel.String()).
 		Str("log_format", cfg.LogFormat).

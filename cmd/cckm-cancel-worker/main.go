@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -51,16 +52,26 @@ func mainExit(args []string, getenv func(string) string, stdout, stderr io.Write
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
+	if errors.Is(err, errVersion) {
+		fmt.Fprintln(stdout, versionLine("cckm-cancel-worker"))
+		return 0
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "cckm-cancel-worker: %v\n", err)
 		return 2
 	}
 	logOut := newLogWriter(stdout)
 	defer logOut.Close()
-	log := newLogger(cfg, logOut)
+	log := newLogger(cfg, logOut, isTerminal(stdout))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := run(ctx, cfg, log, logOut); err != nil {
+		var startErr *startError
+		if errors.As(err, &startErr) {
+			// Found before anything started or logged: one line.
+			fmt.Fprintf(stderr, "cckm-cancel-worker: %v\n", err)
+			return 2
+		}
 		var settingErr *worker.SettingError
 		if errors.As(err, &settingErr) {
 			// A stream or consumer with a setting the worker may not correct:
@@ -75,30 +86,47 @@ func mainExit(args []string, getenv func(string) string, stdout, stderr io.Write
 	return 0
 }
 
-func newLogger(cfg config, out io.Writer) zerolog.Logger {
+// newLogger logs to out as LOG_FORMAT says; console lines are coloured
+// only when color is true (out is a terminal).
+func newLogger(cfg config, out io.Writer, color bool) zerolog.Logger {
 	zerolog.TimeFieldFormat = time.RFC3339Nano
 	zerolog.DurationFieldUnit = time.Second // durations in the log are seconds, with fractions
 	zerolog.DurationFieldInteger = false
 	var w io.Writer = out
 	if cfg.LogFormat == "console" {
-		w = zerolog.ConsoleWriter{Out: out, TimeFormat: time.TimeOnly}
+		w = zerolog.ConsoleWriter{Out: out, TimeFormat: time.TimeOnly, NoColor: !color}
 	}
-	return zerolog.New(w).Level(cfg.LogLevel).With().Timestamp().Str("service", "cckm-cancel-worker").Logger()
+	logger := zerolog.New(w).Level(cfg.LogLevel).With().Timestamp()
+	if cfg.LogFormat != "console" {
+		// A person at a console knows what runs; a log collector may not.
+		logger = logger.Str("service", "cckm-cancel-worker")
+	}
+	return logger.Logger()
 }
 
 // run wires the parts and runs them until ctx ends, then shuts down in
 // order: stop taking work, finish work in flight, drain the NATS
 // connection (flushing publishes), stop the HTTP server.
 func run(ctx context.Context, cfg config, log zerolog.Logger, stdout io.Writer) error {
+	// The ports first, before anything starts or logs: one in use is named
+	// at once.
+	httpListener, err := listenHTTP(cfg.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	defer httpListener.Close() // for the returns before it is served
+	if _, port, _ := net.SplitHostPort(cfg.HTTPAddr); port == "0" {
+		cfg.HTTPAddr = httpListener.Addr().String() // the port taken, for the banner
+	}
+	var dev *devEnv
 	if cfg.Dev {
-		env, err := startDev(cfg, log)
-		if err != nil {
+		if dev, err = startDev(cfg, log); err != nil {
 			return err
 		}
-		defer env.Close()
-		cfg = env.apply(cfg)
-		env.printHowTo(stdout, cfg)
+		defer dev.Close()
+		cfg = dev.apply(cfg)
 	}
+	logSummary(log, cfg)
 	logConfig(log, cfg)
 
 	tracing, err := telemetry.Start(ctx, cfg.Tracing, log.With().Str("component", "telemetry").Logger())
@@ -115,6 +143,7 @@ func run(ctx context.Context, cfg config, log zerolog.Logger, stdout io.Writer) 
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := worker.NewMetrics(registry)
+	loginGauge := worker.NewLoginGauge(registry)
 
 	clientLog := log.With().Str("component", "cckmclient").Logger()
 	cckmCfg := cfg.CCKM
@@ -122,13 +151,22 @@ func run(ctx context.Context, cfg config, log zerolog.Logger, stdout io.Writer) 
 	cckmCfg.OnAttempt = func(a cckmclient.Attempt) {
 		metrics.ObserveCall(a.Op, a.Kind, a.Status, a.Duration, a.Retry)
 	}
-	cckmCfg.OnTokenGrant = metrics.ObserveTokenGrant
+	cckmCfg.OnTokenGrant = func(grant string, err error) {
+		metrics.ObserveTokenGrant(grant, err)
+		observeLogin(loginGauge, err)
+	}
 	cckmCfg.TracerProvider = tracing.TracerProvider()
 	cckmCfg.Gate = worker.NewGuard(cfg.Guard, log.With().Str("component", "guard").Logger(), metrics)
 	client, err := cckmclient.New(cckmCfg)
 	if err != nil {
 		return err
 	}
+	loginCtx, stopLogin := context.WithCancel(ctx)
+	loggedIn := loginAtStart(loginCtx, client, cfg, log)
+	defer func() {
+		stopLogin()
+		<-loggedIn
+	}()
 
 	nc, err := connectNATS(cfg, log)
 	if err != nil {
@@ -143,13 +181,22 @@ func run(ctx context.Context, cfg config, log zerolog.Logger, stdout io.Writer) 
 		return err
 	}
 
-	stopHTTP, err := startHTTP(cfg.HTTPAddr, cfg.HTTPPprof, w, registry, log)
-	if err != nil {
-		return err
-	}
+	stopHTTP := serveHTTP(httpListener, cfg.HTTPPprof, w, registry, log)
 
-	log.Info().Msg("cckm-cancel-worker started")
-	runErr := w.Run(ctx)
+	var runErr error
+	if waitForNATS(ctx, nc, cfg, log) {
+		log.Info().Msg("cckm-cancel-worker started")
+		bannerCtx, stopBanner := context.WithCancel(ctx)
+		var banner <-chan struct{} // closed once the dev banner is out
+		if dev != nil {
+			banner = dev.printHowToWhenReady(bannerCtx, stdout, cfg, w, loggedIn)
+		}
+		runErr = w.Run(ctx)
+		stopBanner() // Run may end before ctx does, with a *worker.SettingError
+		if dev != nil {
+			<-banner
+		}
+	}
 
 	log.Info().Msg("work in flight finished; draining the NATS connection")
 	if err := drainNATS(nc, cfg.Worker.ShutdownTimeout); err != nil {
@@ -234,9 +281,6 @@ func connectNATS(cfg config, log zerolog.Logger) (*nats.Conn, error) {
 	if err != nil {
 		// nats.go's own error may quote a URL, user information and all.
 		return nil, fmt.Errorf("NATS_URL %s: %s", redactedURLs(cfg.NATSURL), scrubURLs(err.Error(), cfg.NATSURL))
-	}
-	if !nc.IsConnected() {
-		log.Warn().Str("url", redactedURLs(cfg.NATSURL)).Msg("NATS is not reachable yet; retrying in the background")
 	}
 	return nc, nil
 }
