@@ -40,6 +40,7 @@ func workerServes(t *testing.T) map[string]*servedSeries {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	worker.NewMetrics(reg)
+	worker.NewLoginGauge(reg)
 	families, err := reg.Gather()
 	require.NoError(t, err)
 	served := map[string]*servedSeries{}

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -39,8 +38,7 @@ func newTestHTTPServer(t *testing.T, ready readiness) (*httptest.Server, *worker
 
 func newTestHTTPServerPprof(t *testing.T, ready readiness, withPprof bool) (*httptest.Server, *worker.Metrics) {
 	t.Helper()
-	registry := prometheus.NewRegistry()
-	metrics := worker.NewMetrics(registry)
+	registry, metrics, _ := newRegistry()
 	srv := httptest.NewServer(newHTTPHandler(ready, registry, withPprof))
 	t.Cleanup(srv.Close)
 	return srv, metrics

@@ -23,6 +23,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/cckm/cckm-cancel-worker/cckmclient"
+	"github.com/cckm/cckm-cancel-worker/internal/buildinfo"
 	"github.com/cckm/cckm-cancel-worker/internal/telemetry"
 	"github.com/cckm/cckm-cancel-worker/worker"
 )
@@ -53,7 +54,7 @@ func mainExit(args []string, getenv func(string) string, stdout, stderr io.Write
 		return 0
 	}
 	if errors.Is(err, errVersion) {
-		fmt.Fprintln(stdout, versionLine("cckm-cancel-worker"))
+		fmt.Fprintln(stdout, buildinfo.String("cckm-cancel-worker"))
 		return 0
 	}
 	if err != nil {
@@ -140,10 +141,7 @@ func run(ctx context.Context, cfg config, log zerolog.Logger, stdout io.Writer) 
 		log.Debug().Str("why", cfg.Tracing.Off).Msg("tracing off")
 	}
 
-	registry := prometheus.NewRegistry()
-	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := worker.NewMetrics(registry)
-	loginGauge := worker.NewLoginGauge(registry)
+	registry, metrics, loginGauge := newRegistry()
 
 	clientLog := log.With().Str("component", "cckmclient").Logger()
 	cckmCfg := cfg.CCKM
@@ -302,4 +300,12 @@ func drainNATS(nc *nats.Conn, timeout time.Duration) error {
 	case <-time.After(timeout + time.Second):
 		return errors.New("timed out")
 	}
+}
+
+// newRegistry is what /metrics serves: the worker's metrics, the login
+// gauge, and the Go and process collectors.
+func newRegistry() (*prometheus.Registry, *worker.Metrics, *worker.LoginGauge) {
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return registry, worker.NewMetrics(registry), worker.NewLoginGauge(registry)
 }
