@@ -29,20 +29,24 @@ type readmeSeries struct {
 // names or label="value" selectors.
 var readmeMetric = regexp.MustCompile("`(cckm_cancel_[a-z_]+)(\\{[^}`]*\\})?`")
 
-// operationsSeries reads every metric the README's "## Operations" section
-// names.
+// operationsSeries reads every metric the README's "## Operations" and
+// "## Runbook" sections name.
 func operationsSeries(t *testing.T) []readmeSeries {
 	t.Helper()
 	readme, err := os.ReadFile("../../README.md")
 	require.NoError(t, err)
 	text := string(readme)
-	start := strings.Index(text, "\n## Operations\n")
-	require.NotEqual(t, -1, start, "README has no ## Operations section")
-	section := text[start+1:]
-	if end := strings.Index(section[1:], "\n## "); end != -1 {
-		section = section[:end+1]
+	var sections []string
+	for _, heading := range []string{"## Operations", "## Runbook"} {
+		start := strings.Index(text, "\n"+heading+"\n")
+		require.NotEqual(t, -1, start, "README has no %s section", heading)
+		section := text[start+1:]
+		if end := strings.Index(section[1:], "\n## "); end != -1 {
+			section = section[:end+1]
+		}
+		sections = append(sections, section)
 	}
-	section = strings.Join(strings.Fields(section), " ") // a name may be wrapped in the middle of its braces
+	section := strings.Join(strings.Fields(strings.Join(sections, " ")), " ") // a name may be wrapped in the middle of its braces
 
 	var series []readmeSeries
 	for _, match := range readmeMetric.FindAllStringSubmatch(section, -1) {
@@ -73,7 +77,7 @@ func TestMetricsServeEverySeriesTheREADMENamesBeforeAnyRequest(t *testing.T) {
 	require.NoError(t, err)
 
 	named := operationsSeries(t)
-	require.GreaterOrEqual(t, len(named), 12, "the README's Operations section names the metrics")
+	require.GreaterOrEqual(t, len(named), 20, "the README's Operations and Runbook sections name the metrics")
 	for _, want := range named {
 		t.Run(want.text, func(t *testing.T) {
 			family, ok := families[want.name]
