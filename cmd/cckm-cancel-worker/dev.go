@@ -188,7 +188,7 @@ func (e *devEnv) printHowTo(out io.Writer, cfg config) {
 		p("Core mode: send with `nats req`; the reply is the result.")
 	} else {
 		p("JetStream mode: send with `nats pub`; the stream acknowledges the request, and the result")
-		p("comes on cckm.cancel.<kind>.result. For `nats req`, whose reply is the result: WORKER_MODE=core.")
+		p("comes on cckm.cancel.<kind>.result. For `nats req`, whose reply is the result: WORKER_MODE=core (make run-core).")
 	}
 	p("Try it with the nats CLI (go install github.com/nats-io/natscli/nats@latest):")
 	p("  # watch requests, results and settled events")
