@@ -50,10 +50,10 @@ func newTestEnvOn(t *testing.T, ns *server.Server, cmOpts cckmtest.Options) *tes
 	return &testEnv{ns: ns, nc: nc, js: js, cm: cm}
 }
 
-// client returns a CipherTrust Manager client with fast retries.
-func (e *testEnv) client(t *testing.T, onAttempt func(cckmclient.Attempt)) *cckmclient.Client {
-	t.Helper()
-	client, err := cckmclient.New(cckmclient.Config{
+// clientConfig is the configuration of a CipherTrust Manager client of
+// env with fast retries.
+func (e *testEnv) clientConfig() cckmclient.Config {
+	return cckmclient.Config{
 		BaseURL:     e.cm.URL(),
 		Credentials: cckmclient.Credentials{Username: testUser, Password: testPassword},
 		Timeout:     2 * time.Second,
@@ -61,8 +61,15 @@ func (e *testEnv) client(t *testing.T, onAttempt func(cckmclient.Attempt)) *cckm
 		RetryBudget: 5 * time.Second,
 		BaseBackoff: time.Millisecond,
 		MaxBackoff:  5 * time.Millisecond,
-		OnAttempt:   onAttempt,
-	})
+	}
+}
+
+// client returns a CipherTrust Manager client with fast retries.
+func (e *testEnv) client(t *testing.T, onAttempt func(cckmclient.Attempt)) *cckmclient.Client {
+	t.Helper()
+	cfg := e.clientConfig()
+	cfg.OnAttempt = onAttempt
+	client, err := cckmclient.New(cfg)
 	require.NoError(t, err)
 	return client
 }
@@ -100,10 +107,17 @@ func (e *testEnv) startWorker(t *testing.T, cfg Config, canceler Canceler) *runn
 // startWorkerWith is startWorker on a connection made with opts.
 func (e *testEnv) startWorkerWith(t *testing.T, cfg Config, canceler Canceler, opts ...nats.Option) *runningWorker {
 	t.Helper()
+	return e.runWorker(t, cfg, canceler, nil, opts...)
+}
+
+// runWorker starts a worker recording into metrics (nil: none) on a
+// connection made with opts, and waits until it is ready.
+func (e *testEnv) runWorker(t *testing.T, cfg Config, canceler Canceler, metrics *Metrics, opts ...nats.Option) *runningWorker {
+	t.Helper()
 	opts = append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond)}, opts...)
 	nc := natstest.Connect(t, e.ns, opts...)
 	logs := &syncBuffer{}
-	w, err := New(cfg, nc, canceler, zerolog.New(logs), nil)
+	w, err := New(cfg, nc, canceler, zerolog.New(logs), metrics)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	rw := &runningWorker{Worker: w, nc: nc, cancel: cancel, done: make(chan error, 1), logs: logs}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/cckm/cckm-cancel-worker/cckmclient"
 	"github.com/cckm/cckm-cancel-worker/cckmclient/cckmtest"
-	"github.com/cckm/cckm-cancel-worker/internal/natstest"
 	"github.com/cckm/cckm-cancel-worker/messages"
 )
 
@@ -168,29 +167,15 @@ func (e *testEnv) metricsWorker(t *testing.T, cfg Config, password string) (*pro
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	metrics := NewMetrics(reg)
-	client, err := cckmclient.New(cckmclient.Config{
-		BaseURL:      e.cm.URL(),
-		Credentials:  cckmclient.Credentials{Username: testUser, Password: cckmclient.Secret(password)},
-		Timeout:      2 * time.Second,
-		MaxAttempts:  2,
-		RetryBudget:  2 * time.Second,
-		BaseBackoff:  time.Millisecond,
-		MaxBackoff:   5 * time.Millisecond,
-		OnAttempt:    func(a cckmclient.Attempt) { metrics.ObserveCall(a.Op, a.Kind, a.Status, a.Duration, a.Retry) },
-		OnTokenGrant: metrics.ObserveTokenGrant,
-		Gate:         NewGuard(GuardConfig{FirstHold: 20 * time.Millisecond, MaxHold: 100 * time.Millisecond}, zerolog.Nop(), metrics),
-	})
+	ccfg := e.clientConfig()
+	ccfg.Credentials.Password = cckmclient.Secret(password)
+	ccfg.RetryBudget = 2 * time.Second
+	ccfg.OnAttempt = func(a cckmclient.Attempt) { metrics.ObserveCall(a.Op, a.Kind, a.Status, a.Duration, a.Retry) }
+	ccfg.OnTokenGrant = metrics.ObserveTokenGrant
+	ccfg.Gate = NewGuard(GuardConfig{FirstHold: 20 * time.Millisecond, MaxHold: 100 * time.Millisecond}, zerolog.Nop(), metrics)
+	client, err := cckmclient.New(ccfg)
 	require.NoError(t, err)
-	nc := natstest.Connect(t, e.ns)
-	logs := &syncBuffer{}
-	w, err := New(cfg, nc, client, zerolog.New(logs), metrics)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	rw := &runningWorker{Worker: w, nc: nc, cancel: cancel, done: make(chan error, 1), logs: logs}
-	go func() { rw.done <- w.Run(ctx) }()
-	t.Cleanup(func() { rw.stop(t) })
-	require.Eventually(t, func() bool { return w.Ready() == nil }, 10*time.Second, 5*time.Millisecond, "worker not ready")
-	return reg, rw
+	return reg, e.runWorker(t, cfg, client, metrics)
 }
 
 // What an operator sees when CipherTrust Manager stops answering: the

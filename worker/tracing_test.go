@@ -30,16 +30,9 @@ func spanAttribute(span sdktrace.ReadOnlySpan, name string) string {
 // tracedClient is env's client traced by provider.
 func (e *testEnv) tracedClient(t *testing.T, provider trace.TracerProvider) *cckmclient.Client {
 	t.Helper()
-	client, err := cckmclient.New(cckmclient.Config{
-		BaseURL:        e.cm.URL(),
-		Credentials:    cckmclient.Credentials{Username: testUser, Password: testPassword},
-		Timeout:        2 * time.Second,
-		MaxAttempts:    2,
-		RetryBudget:    5 * time.Second,
-		BaseBackoff:    time.Millisecond,
-		MaxBackoff:     5 * time.Millisecond,
-		TracerProvider: provider,
-	})
+	cfg := e.clientConfig()
+	cfg.TracerProvider = provider
+	client, err := cckmclient.New(cfg)
 	require.NoError(t, err)
 	return client
 }
