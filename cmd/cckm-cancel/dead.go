@@ -46,6 +46,10 @@ const (
 // letters are kept 30 days, so the year goes without saying.
 const whenLayout = "Jan 02 15:04"
 
+// unnamedPrefix starts the request id shown for a dead letter that carries
+// no valid one, followed by its sequence.
+const unnamedPrefix = "dead-"
+
 // deadLetter is one message of the dead-letter stream: a request the
 // worker gave up on.
 type deadLetter struct {
@@ -63,6 +67,8 @@ type deadLetter struct {
 	// RetryOf is the request id of the dead letter this one's request
 	// retried, from its payload's retry_of.
 	RetryOf string `json:"retry_of,omitempty"`
+	// Follow is the request's own "follow": its retry asks for it too.
+	Follow bool `json:"follow,omitempty"`
 	// retryable says whether the dead letter can be sent again: its
 	// payload is there and names a job id of a known kind.
 	retryable bool
@@ -75,6 +81,8 @@ func (d *deadLetter) why() string {
 		return "-"
 	case d.Reason == "":
 		return d.Code
+	case d.Code == "":
+		return d.Reason
 	default:
 		return d.Code + ": " + d.Reason
 	}
@@ -182,6 +190,14 @@ func parseDeadLetter(msg jetstream.Msg, meta *jetstream.MsgMetadata) deadLetter 
 		Reason:         h.Get(headerDeadReason),
 		PayloadOmitted: h.Get(headerDeadPayloadOmitted) == "true",
 	}
+	// Whoever may publish on the dead-letter subjects writes these headers:
+	// a request id that is no valid one (control characters, escapes that
+	// would reach the terminal raw) is replaced by one named for the
+	// sequence, the same on every listing, so that dead retry can name it.
+	fallbackID := d.RequestID
+	if !messages.ValidRequestID(d.RequestID) {
+		d.RequestID, fallbackID = "", unnamedPrefix+strconv.FormatUint(d.Sequence, 10)
+	}
 	d.Deliveries, _ = strconv.Atoi(h.Get(headerDeadDeliveries))
 	d.Attempts, _ = strconv.Atoi(h.Get(headerDeadAttempts))
 	// The request goes again to its original subject, when that is the
@@ -193,11 +209,12 @@ func parseDeadLetter(msg jetstream.Msg, meta *jetstream.MsgMetadata) deadLetter 
 		d.Subject = d.Kind.RequestSubject()
 	}
 	if !d.PayloadOmitted {
-		req, err := messages.ParseRequest(d.Kind, msg.Data(), messages.Header(h), d.RequestID)
+		req, err := messages.ParseRequest(d.Kind, msg.Data(), messages.Header(h), fallbackID)
 		d.ID = req.ID
 		if d.RequestID == "" {
 			d.RequestID = req.RequestID
 		}
+		d.Follow = req.Follow
 		d.retryable = err == nil
 		var link struct {
 			RetryOf string `json:"retry_of"`
@@ -205,6 +222,9 @@ func parseDeadLetter(msg jetstream.Msg, meta *jetstream.MsgMetadata) deadLetter 
 		if json.Unmarshal(msg.Data(), &link) == nil && messages.ValidRequestID(link.RetryOf) {
 			d.RetryOf = link.RetryOf
 		}
+	}
+	if d.RequestID == "" {
+		d.RequestID = fallbackID
 	}
 	return d
 }

@@ -119,6 +119,20 @@ type request struct {
 	// deadSequence is that dead letter's sequence in the dead-letter
 	// stream.
 	deadSequence uint64
+	// msgID is the Nats-Msg-Id, when it is not requestID: a retry's names
+	// its dead letter, so that two runs retrying it at once send it once.
+	msgID string
+	// follow asks the worker to follow the job even when the run does not
+	// wait for it: a retry keeps its dead letter's "follow".
+	follow bool
+}
+
+// natsMsgID is the request's Nats-Msg-Id, its de-duplication key.
+func (r *request) natsMsgID() string {
+	if r.msgID != "" {
+		return r.msgID
+	}
+	return r.requestID
 }
 
 // runPrefixDigits is how many random hexadecimal digits name a run in its

@@ -53,7 +53,8 @@
 // "cckm-cancel dead ls" lists the dead letters of the stream
 // CCKM_CANCEL_DEAD (the requests the worker gave up on) without changing
 // them; "cckm-cancel dead retry" sends each chosen one again as a new
-// request, {"id": ..., "request_id": <new>, "retry_of": <old>}, waits for
+// request, {"id": ..., "request_id": <new>, "retry_of": <old>} (and the
+// old "follow"), at most once for two runs at once, waits for
 // the results like any run, and deletes a dead letter only once its
 // retry's result is stored in the results stream.
 //

@@ -53,7 +53,8 @@ func retryDeadLetters(ctx context.Context, conn *connection, cfg config, letters
 		if !messages.ValidRequestID(requestID) {
 			return usageError(stderr, fmt.Errorf("--request-prefix %q does not make a valid request_id", prefix))
 		}
-		requests[i] = request{index: i, kind: d.Kind, id: d.ID, requestID: requestID, retryOf: d.RequestID, deadSequence: d.Sequence}
+		requests[i] = request{index: i, kind: d.Kind, id: d.ID, requestID: requestID, retryOf: d.RequestID, deadSequence: d.Sequence,
+			msgID: retryMsgID(d), follow: d.Follow}
 	}
 	results, err := newResultWatch(ctx, conn.js, requests)
 	if err != nil {
@@ -68,6 +69,15 @@ func retryDeadLetters(ctx context.Context, conn *connection, cfg config, letters
 		return exitNotCanceled
 	}
 	return exitCanceled
+}
+
+// retryMsgID is the Nats-Msg-Id of a retry: the same for every run that
+// retries the dead letter, so that of two runs at once (two operators, two
+// terminals) the request stream takes one retry within its duplicate
+// window. The time it was stored tells a dead letter from one that had
+// its sequence in a stream since deleted and made again.
+func retryMsgID(d deadLetter) string {
+	return fmt.Sprintf("%s.%d.%d.retry", deadLetterStream, d.Sequence, d.StoredAt.UnixNano())
 }
 
 // unretryableReason says why a dead letter cannot be sent again.
@@ -232,15 +242,18 @@ func removeAnswered(ctx context.Context, js jetstream.JetStream, outcomes []outc
 		fmt.Fprintf(stderr, "%s: cannot look up stream %s (%v); every dead letter is kept\n", commandName, deadLetterStream, err)
 		return
 	}
-	removed, kept := 0, 0
+	removed, kept, elsewhere := 0, 0, 0
 	for i := range outcomes {
 		o := &outcomes[i]
-		if !stored[o.requestID] {
+		switch {
+		case o.raw == nil && o.result.Error != nil && o.result.Error.Code == codeDuplicate:
+			elsewhere++ // another run sent its retry and removes it
+			continue
+		case !stored[o.requestID]:
 			kept++
 			continue
 		}
-		err := dead.DeleteMsg(callCtx, o.deadSequence)
-		if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		if err := deleteDeadLetter(callCtx, dead, o.deadSequence); err != nil {
 			fmt.Fprintf(stderr, "%s: cannot remove dead letter %s (sequence %d): %v\n", commandName, o.retryOf, o.deadSequence, err)
 			kept++
 			continue
@@ -251,5 +264,23 @@ func removeAnswered(ctx context.Context, js jetstream.JetStream, outcomes []outc
 	if kept > 0 {
 		line += fmt.Sprintf("; %d kept (no stored result for their retry yet)", kept)
 	}
+	if elsewhere > 0 {
+		line += fmt.Sprintf("; %d left to the run that retried them at the same time", elsewhere)
+	}
 	fmt.Fprintln(stderr, line)
+}
+
+// deleteDeadLetter deletes the dead letter at sequence; one already gone
+// (another run removed it) is no error. The server reports a missing
+// message to a delete as a failed delete, so a failure is checked by
+// looking the message up.
+func deleteDeadLetter(ctx context.Context, dead jetstream.Stream, sequence uint64) error {
+	err := dead.DeleteMsg(ctx, sequence)
+	if err == nil || errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	if _, getErr := dead.GetMsg(ctx, sequence); errors.Is(getErr, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	return err
 }

@@ -210,6 +210,8 @@ func (s *sender) one(ctx context.Context, o *outcome, release func()) {
 func (s *sender) awaitResult(ctx context.Context, req request, box *pending) (messages.Result, []byte, string) {
 	if err := s.publish(ctx, req); err != nil {
 		switch {
+		case errors.Is(err, errDuplicate) && req.retryOf != "":
+			return madeUp(req, statusUnsent, codeDuplicate, retriedElsewhere), nil, ""
 		case errors.Is(err, errDuplicate):
 			return madeUp(req, statusUnsent, codeDuplicate, err.Error()), nil, ""
 		case ctx.Err() != nil:
@@ -238,6 +240,11 @@ func (s *sender) awaitResult(ctx context.Context, req request, box *pending) (me
 var errDuplicate = errors.New("JetStream dropped it as a duplicate of an earlier request with the same Nats-Msg-Id " +
 	"(within the stream's duplicate window); its result went to that request's sender; use another --request-prefix")
 
+// retriedElsewhere says why a retry was not sent: JetStream dropped it as
+// a copy of the one another run sent for the same dead letter.
+const retriedElsewhere = "another dead retry sent this dead letter again moments ago; " +
+	"that run waits for its result and removes the dead letter"
+
 // publish sends req: through JetStream when a stream holds its subject,
 // else on core NATS with a reply subject of its own, so that a missing
 // responder is reported at once.
@@ -247,10 +254,10 @@ func (s *sender) publish(ctx context.Context, req request) error {
 		RequestID string `json:"request_id"`
 		Follow    bool   `json:"follow,omitempty"`
 		RetryOf   string `json:"retry_of,omitempty"`
-	}{req.id, req.requestID, s.opts.follow, req.retryOf}
+	}{req.id, req.requestID, s.opts.follow || req.follow, req.retryOf}
 	msg := nats.NewMsg(req.kind.RequestSubject())
 	msg.Data, _ = json.Marshal(payload) // strings and a bool always encode
-	msg.Header.Set(messages.HeaderMsgID, req.requestID)
+	msg.Header.Set(messages.HeaderMsgID, req.natsMsgID())
 	msg.Header.Set(messages.HeaderReplyTo, s.inbox+".results")
 	if s.stored[req.kind] == "" {
 		msg.Reply = s.inbox + ".request." + strconv.Itoa(req.index)
@@ -258,7 +265,7 @@ func (s *sender) publish(ctx context.Context, req request) error {
 	}
 	pubCtx, cancel := context.WithTimeout(ctx, s.opts.timeout)
 	defer cancel()
-	ack, err := s.conn.js.PublishMsg(pubCtx, msg, jetstream.WithMsgID(req.requestID))
+	ack, err := s.conn.js.PublishMsg(pubCtx, msg, jetstream.WithMsgID(req.natsMsgID()))
 	if err != nil {
 		return fmt.Errorf("publish to %s: %w", req.kind.RequestSubject(), err)
 	}

@@ -5,7 +5,6 @@ import (
 	"io"
 	"strings"
 	"unicode"
-	"unicode/utf8"
 )
 
 // tableWidth is the most columns a table line takes: it fits a terminal of
@@ -57,8 +56,8 @@ type column struct {
 // writeTable writes a header line and one line per row, the columns
 // aligned; each cell is made one line (control characters become spaces),
 // cut to its column's limit, and every line to tableWidth columns, so the
-// last column (the message) is the one cut. Widths count runes: a wide
-// (East Asian) character counts one.
+// last column (the message) is the one cut. Widths are terminal columns:
+// a wide (East Asian) character takes two, a combining mark none.
 func writeTable(w io.Writer, columns []column, rows [][]string) {
 	cells := make([][]string, 0, len(rows)+1)
 	header := make([]string, len(columns))
@@ -78,7 +77,7 @@ func writeTable(w io.Writer, columns []column, rows [][]string) {
 	widths := make([]int, len(columns))
 	for _, line := range cells {
 		for i, cell := range line {
-			widths[i] = max(widths[i], utf8.RuneCountInString(cell))
+			widths[i] = max(widths[i], width(cell))
 		}
 	}
 	narrow(columns, widths)
@@ -93,7 +92,7 @@ func writeTable(w io.Writer, columns []column, rows [][]string) {
 		for i, cell := range line {
 			b.WriteString(cell)
 			if i < len(line)-1 {
-				b.WriteString(strings.Repeat(" ", widths[i]-utf8.RuneCountInString(cell)+columnGap))
+				b.WriteString(strings.Repeat(" ", widths[i]-width(cell)+columnGap))
 			}
 		}
 		fmt.Fprintln(w, cut(strings.TrimRight(b.String(), " "), tableWidth))
@@ -129,21 +128,76 @@ func narrow(columns []column, widths []int) {
 	}
 }
 
-// cut returns s cut to at most limit runes, ending with "…" when cut; a
-// limit of 0 or less leaves s whole.
+// cut returns s cut to at most limit terminal columns, ending with "…"
+// when cut; a limit of 0 or less leaves s whole.
 func cut(s string, limit int) string {
-	if limit <= 0 || utf8.RuneCountInString(s) <= limit {
+	if limit <= 0 || width(s) <= limit {
 		return s
 	}
-	runes := []rune(s)
-	return string(runes[:limit-1]) + ellipsis
+	used := 0
+	for i, r := range s {
+		if used+runeWidth(r) > limit-1 { // room for the "…", one column
+			return s[:i] + ellipsis
+		}
+		used += runeWidth(r)
+	}
+	return s
 }
 
-// oneLine replaces control characters (line breaks, tabs, escapes) with
-// spaces, so that a cell is one line and cannot move the cursor.
+// width is how many terminal columns s takes.
+func width(s string) int {
+	n := 0
+	for _, r := range s {
+		n += runeWidth(r)
+	}
+	return n
+}
+
+// wideRanges are the East Asian wide and fullwidth characters (Hangul,
+// CJK, kana, fullwidth forms, emoji): a terminal draws each in two
+// columns.
+var wideRanges = &unicode.RangeTable{
+	R16: []unicode.Range16{
+		{Lo: 0x1100, Hi: 0x115f, Stride: 1},
+		{Lo: 0x2e80, Hi: 0x303e, Stride: 1},
+		{Lo: 0x3041, Hi: 0x33ff, Stride: 1},
+		{Lo: 0x3400, Hi: 0x4dbf, Stride: 1},
+		{Lo: 0x4e00, Hi: 0x9fff, Stride: 1},
+		{Lo: 0xa000, Hi: 0xa4cf, Stride: 1},
+		{Lo: 0xac00, Hi: 0xd7a3, Stride: 1},
+		{Lo: 0xf900, Hi: 0xfaff, Stride: 1},
+		{Lo: 0xfe30, Hi: 0xfe4f, Stride: 1},
+		{Lo: 0xff00, Hi: 0xff60, Stride: 1},
+		{Lo: 0xffe0, Hi: 0xffe6, Stride: 1},
+	},
+	R32: []unicode.Range32{
+		{Lo: 0x1f300, Hi: 0x1f64f, Stride: 1},
+		{Lo: 0x1f900, Hi: 0x1f9ff, Stride: 1},
+		{Lo: 0x20000, Hi: 0x2fffd, Stride: 1},
+		{Lo: 0x30000, Hi: 0x3fffd, Stride: 1},
+	},
+}
+
+// runeWidth is how many terminal columns r takes: none for a combining
+// mark, two for a wide character, else one.
+func runeWidth(r rune) int {
+	switch {
+	case unicode.In(r, unicode.Mn, unicode.Me):
+		return 0
+	case unicode.Is(wideRanges, r):
+		return 2
+	default:
+		return 1
+	}
+}
+
+// oneLine replaces every character that is not printable (line breaks,
+// tabs, escapes, C1 controls, and format characters such as the
+// bidirectional overrides that would reorder what follows) with a space,
+// so that a cell is one line, cannot move the cursor and reads as sent.
 func oneLine(s string) string {
 	return strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
+		if !unicode.IsPrint(r) {
 			return ' '
 		}
 		return r

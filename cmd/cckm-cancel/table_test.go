@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -15,11 +16,12 @@ import (
 	"github.com/cckm/cckm-cancel-worker/worker"
 )
 
-// requireFits checks that no line of out is wider than the table width.
+// requireFits checks that no line of out is wider than the table width,
+// in terminal columns.
 func requireFits(t *testing.T, out string) {
 	t.Helper()
 	for line := range strings.SplitSeq(strings.TrimRight(out, "\n"), "\n") {
-		assert.LessOrEqual(t, utf8.RuneCountInString(line), tableWidth, "a line wider than %d columns: %q", tableWidth, line)
+		assert.LessOrEqual(t, width(line), tableWidth, "a line wider than %d columns: %q", tableWidth, line)
 	}
 }
 
@@ -121,4 +123,32 @@ func TestCutKeepsWholeCharacters(t *testing.T) {
 	assert.Equal(t, "ab…", cut("abcd", 3))
 	assert.Equal(t, "éé…", cut("éééé", 3))
 	assert.Equal(t, "abcd", cut("abcd", 0), "no limit")
+}
+
+func TestACipherTrustManagerErrorWithEscapesAndWideCharactersStaysInItsCell(t *testing.T) {
+	ns := natstest.RunServer(t, nil)
+	cm := fakeCM(t)
+	hostile := "作业\x1b]0;owned\a\x1b[2J\u009b31m\u202e" + strings.Repeat("已完成，无法取消。", 10)
+	body, err := json.Marshal(map[string]any{"code": 10, "codeDesc": "NCERRConflict: " + hostile, "message": hostile})
+	require.NoError(t, err)
+	cm.Script(jobA, cckmtest.Step{Status: 409, Body: string(body)})
+	startWorker(t, ns, cm, worker.ModeJetStream)
+
+	res := newCLI(t, ns).run(t, "refresh", jobA)
+
+	assert.Equal(t, exitNotCanceled, res.code, res.stderr)
+	requireNoTerminalControls(t, res.stdout+res.stderr)
+	requireFits(t, res.stdout)
+	assert.Contains(t, res.stdout, "作业", "the message is shown, only cut")
+	assert.Contains(t, res.stdout, "…")
+}
+
+func TestAWideCharacterTakesTwoColumns(t *testing.T) {
+	assert.Equal(t, 2, width("作"))
+	assert.Equal(t, 2, width("ｘ"), "fullwidth")
+	assert.Equal(t, 1, width("é"))
+	assert.Equal(t, 1, width("e\u0301"), "a combining mark takes none")
+	assert.Equal(t, "作业…", cut("作业已完成", 5))
+	assert.Equal(t, "作…", cut("作业已完成", 4), "a wide character that does not fit whole is left out")
+	assert.Equal(t, 4, width(cut("作业已完成", 4))+1, "the cut one leaves its column blank")
 }
