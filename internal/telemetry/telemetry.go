@@ -42,7 +42,7 @@ type Settings struct {
 	// Enabled is true when spans are exported: an endpoint is set and
 	// nothing turns tracing off.
 	Enabled bool
-	// Endpoint is where spans go, with any user information masked, for
+	// Endpoint is where spans go, with any password and query masked, for
 	// the log; empty when tracing is off.
 	Endpoint string
 	// Off says why tracing is off, for the log; empty when it is on.
@@ -80,7 +80,18 @@ func ReadSettings(getenv func(string) string) (Settings, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return Settings{}, fmt.Errorf("%s is not an http(s) URL such as http://collector:4318", name)
 	}
-	return Settings{Enabled: true, Endpoint: u.Redacted()}, nil
+	return Settings{Enabled: true, Endpoint: loggable(u)}, nil
+}
+
+// loggable is endpoint as the log may show it: its password and its query
+// masked. An API key is sometimes put in the query; the exporter drops the
+// query, but the log would still show it.
+func loggable(endpoint *url.URL) string {
+	shown := *endpoint
+	if shown.RawQuery != "" {
+		shown.RawQuery = "xxxxx"
+	}
+	return shown.Redacted()
 }
 
 // Tracing is the process's tracer provider and its shutdown.

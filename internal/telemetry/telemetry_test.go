@@ -109,10 +109,16 @@ func TestBadTracingSettingsAreErrorsNamingTheVariable(t *testing.T) {
 	}
 }
 
-func TestTheLoggedEndpointMasksItsPassword(t *testing.T) {
-	settings, err := ReadSettings(env(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "https://user:otlp-secret-77@collector:4318"}))
-	require.NoError(t, err)
-	assert.True(t, settings.Enabled)
-	assert.NotContains(t, settings.Endpoint, "otlp-secret-77")
-	assert.Contains(t, settings.Endpoint, "collector:4318")
+func TestTheLoggedEndpointMasksItsPasswordAndQuery(t *testing.T) {
+	for _, endpoint := range []string{
+		"https://user:otlp-secret-77@collector:4318",
+		"https://collector:4318/?api_key=otlp-secret-77",
+		"https://collector:4318?otlp-secret-77",
+	} {
+		settings, err := ReadSettings(env(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}))
+		require.NoError(t, err, endpoint)
+		assert.True(t, settings.Enabled, endpoint)
+		assert.NotContains(t, settings.Endpoint, "otlp-secret-77", endpoint)
+		assert.Contains(t, settings.Endpoint, "collector:4318", endpoint)
+	}
 }
