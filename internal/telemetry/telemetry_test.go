@@ -99,6 +99,14 @@ func TestBadTracingSettingsAreErrorsNamingTheVariable(t *testing.T) {
 		{map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "OTEL_EXPORTER_OTLP_PROTOCOL"},
 		{map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "c:4318"}, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"},
 		{map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://user:otlp-secret-77@%zz"}, "OTEL_EXPORTER_OTLP_ENDPOINT"},
+		// What the SDK would only warn about, and then trace otherwise than
+		// asked: attributes left out, every span sampled.
+		{map[string]string{"OTEL_RESOURCE_ATTRIBUTES": "otlp-secret-77", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "OTEL_RESOURCE_ATTRIBUTES"},
+		{map[string]string{"OTEL_RESOURCE_ATTRIBUTES": "team=a,,b", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "OTEL_RESOURCE_ATTRIBUTES"},
+		{map[string]string{"OTEL_RESOURCE_ATTRIBUTES": "team=otlp-secret-77%zz", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "OTEL_RESOURCE_ATTRIBUTES"},
+		{map[string]string{"OTEL_TRACES_SAMPLER": "sometimes", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "OTEL_TRACES_SAMPLER"},
+		{map[string]string{"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "10%", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "OTEL_TRACES_SAMPLER_ARG"},
+		{map[string]string{"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "2", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "OTEL_TRACES_SAMPLER_ARG"},
 	} {
 		t.Run(tc.setting, func(t *testing.T) {
 			_, err := ReadSettings(env(tc.vars))
@@ -106,6 +114,20 @@ func TestBadTracingSettingsAreErrorsNamingTheVariable(t *testing.T) {
 			assert.Contains(t, err.Error(), tc.setting)
 			assert.NotContains(t, err.Error(), "otlp-secret-77")
 		})
+	}
+}
+
+// What the SDK takes is taken; with tracing off the variables it would
+// read are not checked.
+func TestGoodTracingSettingsAreTaken(t *testing.T) {
+	for _, vars := range []map[string]string{
+		{"OTEL_RESOURCE_ATTRIBUTES": "service.name=x, deployment.environment=prod%20eu,team=", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"},
+		{"OTEL_TRACES_SAMPLER": " ParentBased_TraceIDRatio ", "OTEL_TRACES_SAMPLER_ARG": "0.25", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"},
+		{"OTEL_TRACES_SAMPLER": "always_off", "OTEL_TRACES_SAMPLER_ARG": "ignored", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"},
+		{"OTEL_RESOURCE_ATTRIBUTES": "foo", "OTEL_TRACES_SAMPLER": "sometimes"},
+	} {
+		_, err := ReadSettings(env(vars))
+		assert.NoError(t, err, "%v", vars)
 	}
 }
 
