@@ -8,8 +8,10 @@
 // or OTEL_TRACES_EXPORTER=none. The SDK reads every other OTEL_* variable
 // itself (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES,
 // OTEL_EXPORTER_OTLP_HEADERS and _TIMEOUT, OTEL_TRACES_SAMPLER, OTEL_BSP_*,
-// ...); OTEL_RESOURCE_ATTRIBUTES and OTEL_TRACES_SAMPLER(_ARG) are checked
-// first, since the SDK only warns about a bad one.
+// ...); OTEL_EXPORTER_OTLP_(TRACES_)HEADERS and _TIMEOUT,
+// OTEL_RESOURCE_ATTRIBUTES and OTEL_TRACES_SAMPLER(_ARG) are checked first,
+// since the SDK only warns about a bad one (printing the headers' bad part,
+// secret and all, on standard error).
 package telemetry
 
 import (
@@ -83,6 +85,18 @@ func ReadSettings(getenv func(string) string) (Settings, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return Settings{}, fmt.Errorf("%s is not an http(s) URL such as http://collector:4318", name)
 	}
+	for _, name := range []string{"OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"} {
+		if err := checkHeaders(name, getenv(name)); err != nil {
+			return Settings{}, err
+		}
+	}
+	for _, name := range []string{"OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"} {
+		if timeout := strings.TrimSpace(getenv(name)); timeout != "" {
+			if ms, err := strconv.Atoi(timeout); err != nil || ms < 0 {
+				return Settings{}, fmt.Errorf("%s %q is not a number of milliseconds, such as 10000", name, timeout)
+			}
+		}
+	}
 	if err := checkResourceAttributes(getenv("OTEL_RESOURCE_ATTRIBUTES")); err != nil {
 		return Settings{}, err
 	}
@@ -90,6 +104,41 @@ func ReadSettings(getenv func(string) string) (Settings, error) {
 		return Settings{}, err
 	}
 	return Settings{Enabled: true, Endpoint: loggable(u)}, nil
+}
+
+// checkHeaders checks the OTLP headers variable name as the exporter reads
+// it: name=value pairs separated by commas, names HTTP tokens, values
+// percent-encoded. The exporter would print a bad pair on standard error,
+// and these headers carry the collector's API key; the error quotes none
+// of it.
+func checkHeaders(name, headers string) error {
+	if strings.TrimSpace(headers) == "" {
+		return nil
+	}
+	for _, pair := range strings.Split(headers, ",") {
+		key, value, found := strings.Cut(pair, "=")
+		if !found || !isHeaderName(strings.TrimSpace(key)) {
+			return fmt.Errorf("%s must be name=value pairs separated by commas, such as api-key=... (the value not shown)", name)
+		}
+		if _, err := url.PathUnescape(value); err != nil {
+			return fmt.Errorf("%s: a value is not percent-encoded right (not shown)", name)
+		}
+	}
+	return nil
+}
+
+// isHeaderName reports whether s is an HTTP header name (a token).
+func isHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z') && !('A' <= c && c <= 'Z') && !('0' <= c && c <= '9') && !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
+			return false
+		}
+	}
+	return true
 }
 
 // checkResourceAttributes checks OTEL_RESOURCE_ATTRIBUTES as the SDK reads

@@ -104,6 +104,12 @@ func TestBadTracingSettingsAreErrorsNamingTheVariable(t *testing.T) {
 		{map[string]string{"OTEL_RESOURCE_ATTRIBUTES": "otlp-secret-77", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "OTEL_RESOURCE_ATTRIBUTES"},
 		{map[string]string{"OTEL_RESOURCE_ATTRIBUTES": "team=a,,b", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "OTEL_RESOURCE_ATTRIBUTES"},
 		{map[string]string{"OTEL_RESOURCE_ATTRIBUTES": "team=otlp-secret-77%zz", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "OTEL_RESOURCE_ATTRIBUTES"},
+		// The SDK would print the bad part on standard error, secret and all.
+		{map[string]string{"OTEL_EXPORTER_OTLP_HEADERS": "Authorization: Bearer otlp-secret-77", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "OTEL_EXPORTER_OTLP_HEADERS"},
+		{map[string]string{"OTEL_EXPORTER_OTLP_TRACES_HEADERS": "api-key=otlp-secret-77%zz", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "OTEL_EXPORTER_OTLP_TRACES_HEADERS"},
+		{map[string]string{"OTEL_EXPORTER_OTLP_HEADERS": "api key=otlp-secret-77", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "OTEL_EXPORTER_OTLP_HEADERS"},
+		{map[string]string{"OTEL_EXPORTER_OTLP_TIMEOUT": "10s", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "OTEL_EXPORTER_OTLP_TIMEOUT"},
+		{map[string]string{"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "-1", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"},
 		{map[string]string{"OTEL_TRACES_SAMPLER": "sometimes", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "OTEL_TRACES_SAMPLER"},
 		{map[string]string{"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "10%", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "OTEL_TRACES_SAMPLER_ARG"},
 		{map[string]string{"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "2", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "OTEL_TRACES_SAMPLER_ARG"},
@@ -124,7 +130,8 @@ func TestGoodTracingSettingsAreTaken(t *testing.T) {
 		{"OTEL_RESOURCE_ATTRIBUTES": "service.name=x, deployment.environment=prod%20eu,team=", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"},
 		{"OTEL_TRACES_SAMPLER": " ParentBased_TraceIDRatio ", "OTEL_TRACES_SAMPLER_ARG": "0.25", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"},
 		{"OTEL_TRACES_SAMPLER": "always_off", "OTEL_TRACES_SAMPLER_ARG": "ignored", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"},
-		{"OTEL_RESOURCE_ATTRIBUTES": "foo", "OTEL_TRACES_SAMPLER": "sometimes"},
+		{"OTEL_EXPORTER_OTLP_HEADERS": "api-key=abc%3D, x-team = a b ", "OTEL_EXPORTER_OTLP_TIMEOUT": " 5000 ", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"},
+		{"OTEL_RESOURCE_ATTRIBUTES": "foo", "OTEL_TRACES_SAMPLER": "sometimes", "OTEL_EXPORTER_OTLP_HEADERS": "x"},
 	} {
 		_, err := ReadSettings(env(vars))
 		assert.NoError(t, err, "%v", vars)
