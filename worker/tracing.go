@@ -2,10 +2,10 @@ package worker
 
 import (
 	"context"
+	"encoding/hex"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
@@ -35,8 +35,9 @@ var (
 // has no span context.
 var notTraced = trace.SpanFromContext(context.Background())
 
-// traceContext reads W3C traceparent headers.
-var traceContext = propagation.TraceContext{}
+// knownTraceFlags are the trace flags W3C defines (sampled, random); a
+// forwarder clears the others, which are reserved.
+const knownTraceFlags = trace.FlagsSampled | trace.FlagsRandom
 
 // tracing starts the worker's spans, or none when it is off.
 type tracing struct {
@@ -62,11 +63,7 @@ func (t tracing) startConsumer(ctx context.Context, subject string, header messa
 		return ctx, notTraced
 	}
 	if tp := header.Get(messages.HeaderTraceparent); messages.ValidTraceparent(tp) {
-		carrier := propagation.MapCarrier{"traceparent": tp}
-		if state := header.Get("tracestate"); state != "" {
-			carrier["tracestate"] = state
-		}
-		ctx = traceContext.Extract(ctx, carrier)
+		ctx = trace.ContextWithRemoteSpanContext(ctx, remoteParent(tp, header.Get("tracestate")))
 	}
 	ctx, span := t.tracer.Start(ctx, "process "+subject, consumerSpan...)
 	if span.IsRecording() {
@@ -109,6 +106,25 @@ func endRequest(span trace.Span, out *outcome) {
 		}
 	}
 	span.End()
+}
+
+// remoteParent is the span context of tp, a traceparent that
+// messages.ValidTraceparent accepts, with the tracestate state where that
+// is valid W3C (else none). It is read here rather than by the SDK's
+// propagator, which drops a traceparent whose reserved flag bits are set:
+// the request's trace would be lost, though the worker takes the header as
+// valid and forwards it when tracing is off. The reserved bits are cleared.
+func remoteParent(tp, state string) trace.SpanContext {
+	var scc trace.SpanContextConfig
+	var flags [1]byte
+	// ValidTraceparent checked the lengths and the hex digits.
+	_, _ = hex.Decode(scc.TraceID[:], []byte(tp[3:35]))
+	_, _ = hex.Decode(scc.SpanID[:], []byte(tp[36:52]))
+	_, _ = hex.Decode(flags[:], []byte(tp[53:55]))
+	scc.TraceFlags = trace.TraceFlags(flags[0]) & knownTraceFlags
+	scc.TraceState, _ = trace.ParseTraceState(state) // an invalid one is dropped, never the parent
+	scc.Remote = true
+	return trace.NewSpanContext(scc)
 }
 
 // traceparentOf is the W3C traceparent naming span, or "" when it has no

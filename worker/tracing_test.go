@@ -162,3 +162,47 @@ func TestUntracedSpansAllocateNothing(t *testing.T) {
 	})
 	assert.Zero(t, allocs, "allocations per untraced request")
 }
+
+// Every traceparent the worker takes as valid is the parent of the request
+// span, whatever its flags (the reserved bits are cleared, as a forwarder
+// must) and whatever tracestate comes with it: one that breaks the rules,
+// such as a 100 KB one, is dropped, never the parent with it.
+func TestEveryValidTraceparentIsTheRequestSpansParent(t *testing.T) {
+	const traceID, parentID = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	recorder := tracetest.NewSpanRecorder()
+	provider := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recorder))
+	t.Cleanup(func() { _ = provider.Shutdown(t.Context()) })
+	on := newTracing(provider)
+	for _, tc := range []struct {
+		name, flags, state, wantFlags, wantState string
+	}{
+		{"sampled", "01", "", "01", ""},
+		{"not sampled", "00", "", "00", ""},
+		{"sampled and random", "03", "", "03", ""},
+		{"a reserved bit", "05", "", "01", ""},
+		{"every bit", "ff", "", "03", ""},
+		{"a tracestate", "01", "vendor=abc", "01", "vendor=abc"},
+		{"a 100 KB tracestate", "01", "vendor=" + strings.Repeat("a", 100<<10), "01", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tp := "00-" + traceID + "-" + parentID + "-" + tc.flags
+			require.True(t, messages.ValidTraceparent(tp))
+			header := messages.Header{messages.HeaderTraceparent: {tp}}
+			if tc.state != "" {
+				header["tracestate"] = []string{tc.state}
+			}
+			_, span := on.startConsumer(t.Context(), "cckm.cancel.refresh", header, messages.KindRefresh, 1)
+			span.End()
+			sc := span.SpanContext()
+			assert.Equal(t, traceID, sc.TraceID().String(), "the request span's trace")
+			assert.Equal(t, tc.wantFlags, sc.TraceFlags().String(), "the request span's flags")
+			assert.Equal(t, tc.wantState, sc.TraceState().String(), "the request span's tracestate")
+			if ro, ok := span.(sdktrace.ReadOnlySpan); ok {
+				assert.Equal(t, parentID, ro.Parent().SpanID().String(), "the request span's parent")
+				assert.True(t, ro.Parent().IsRemote(), "the parent is remote")
+			} else {
+				assert.Equal(t, "00", tc.wantFlags, "a sampled parent gives a recording span")
+			}
+		})
+	}
+}

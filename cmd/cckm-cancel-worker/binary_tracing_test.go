@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -227,4 +229,60 @@ func TestWithAnOTLPEndpointARequestIsTracedUnderItsTraceparent(t *testing.T) {
 			assert.NotContains(t, value, jwtPrefix, "span %s attribute %s", span.GetName(), kv.GetKey())
 		}
 	}
+}
+
+// An OTLP collector that takes the connection and never answers must not
+// slow requests down, and a stop still ends within WORKER_SHUTDOWN_TIMEOUT
+// of the work's end, with exit 0 and the lost spans named in the log.
+func TestAHangingCollectorSlowsNoRequestAndHoldsNoStop(t *testing.T) {
+	t.Parallel()
+	const shutdownTimeout = 2 * time.Second
+	ns := natstest.RunServer(t, nil)
+	cm := cckmtest.NewServer(cckmtest.Options{Username: "worker", Password: "hang-password", AnyJob: true})
+	t.Cleanup(cm.Close)
+	var exports atomic.Int32
+	hang := make(chan struct{})
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		exports.Add(1)
+		select {
+		case <-hang:
+		case <-req.Context().Done():
+		}
+	}))
+	t.Cleanup(collector.Close)
+	t.Cleanup(func() { close(hang) }) // runs first: the handlers return, then the server closes
+	nc := natstest.Connect(t, ns)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	results := subscribeResults(t, nc)
+
+	p := startBinary(t, workerEnv(ns, cm, map[string]string{
+		"CCKM_USERNAME": "worker", "CCKM_PASSWORD": "hang-password",
+		"OTEL_EXPORTER_OTLP_ENDPOINT": collector.URL,
+		"OTEL_BSP_SCHEDULE_DELAY":     "10", // milliseconds: exports start at once, and hang
+		"WORKER_SHUTDOWN_TIMEOUT":     shutdownTimeout.String(),
+	}))
+	p.waitUntilConsuming(t, js)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const requests = 20
+	for range requests {
+		_, err := js.Publish(ctx, "cckm.cancel.refresh", []byte(newUUID(t)))
+		require.NoError(t, err)
+		// Each result comes as fast as without tracing: the export that
+		// hangs is not in the request's way.
+		msg := receiveResults(t, results, 1, 5*time.Second)[0]
+		require.Equal(t, "canceled", decodeResult(t, msg).Status, "result %s", msg.Data)
+	}
+	require.Eventually(t, func() bool { return exports.Load() > 0 }, 10*time.Second, 10*time.Millisecond,
+		"no export reached the collector")
+
+	stopAt := time.Now()
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	assert.Equal(t, 0, p.exitCode(t, 4*shutdownTimeout), "exit status after SIGTERM")
+	// Nothing was in flight: the stop takes the pull's end (at most 2 s) and
+	// the flush's bound, not the exporter's own timeouts (10 s and more).
+	assert.Less(t, time.Since(stopAt), 2*time.Second+shutdownTimeout+time.Second, "time from SIGTERM to exit")
+	assert.NotNil(t, p.logLine("tracing: cannot export the last spans"), "the lost spans are named in the log")
 }

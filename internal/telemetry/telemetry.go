@@ -8,7 +8,10 @@
 // or OTEL_TRACES_EXPORTER=none. The SDK reads every other OTEL_* variable
 // itself (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES,
 // OTEL_EXPORTER_OTLP_HEADERS and _TIMEOUT, OTEL_TRACES_SAMPLER, OTEL_BSP_*,
-// ...).
+// ...); OTEL_EXPORTER_OTLP_(TRACES_)HEADERS and _TIMEOUT,
+// OTEL_RESOURCE_ATTRIBUTES and OTEL_TRACES_SAMPLER(_ARG) are checked first,
+// since the SDK only warns about a bad one (printing the headers' bad part,
+// secret and all, on standard error).
 package telemetry
 
 import (
@@ -16,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/rs/zerolog"
@@ -42,7 +46,7 @@ type Settings struct {
 	// Enabled is true when spans are exported: an endpoint is set and
 	// nothing turns tracing off.
 	Enabled bool
-	// Endpoint is where spans go, with any user information masked, for
+	// Endpoint is where spans go, with any password and query masked, for
 	// the log; empty when tracing is off.
 	Endpoint string
 	// Off says why tracing is off, for the log; empty when it is on.
@@ -51,7 +55,8 @@ type Settings struct {
 
 // ReadSettings reads the variables that turn tracing on or off through
 // getenv. A protocol other than http/protobuf, an exporter other than
-// otlp or none, or an endpoint that is not an http(s) URL is an error
+// otlp or none, an endpoint that is not an http(s) URL, or (with tracing
+// on) resource attributes or a sampler the SDK cannot read is an error
 // naming the variable.
 func ReadSettings(getenv func(string) string) (Settings, error) {
 	if strings.EqualFold(strings.TrimSpace(getenv("OTEL_SDK_DISABLED")), "true") {
@@ -80,7 +85,118 @@ func ReadSettings(getenv func(string) string) (Settings, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return Settings{}, fmt.Errorf("%s is not an http(s) URL such as http://collector:4318", name)
 	}
-	return Settings{Enabled: true, Endpoint: u.Redacted()}, nil
+	for _, name := range []string{"OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"} {
+		if err := checkHeaders(name, getenv(name)); err != nil {
+			return Settings{}, err
+		}
+	}
+	for _, name := range []string{"OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"} {
+		if timeout := strings.TrimSpace(getenv(name)); timeout != "" {
+			if ms, err := strconv.Atoi(timeout); err != nil || ms < 0 {
+				return Settings{}, fmt.Errorf("%s %q is not a number of milliseconds, such as 10000", name, timeout)
+			}
+		}
+	}
+	if err := checkResourceAttributes(getenv("OTEL_RESOURCE_ATTRIBUTES")); err != nil {
+		return Settings{}, err
+	}
+	if err := checkSampler(getenv("OTEL_TRACES_SAMPLER"), getenv("OTEL_TRACES_SAMPLER_ARG")); err != nil {
+		return Settings{}, err
+	}
+	return Settings{Enabled: true, Endpoint: loggable(u)}, nil
+}
+
+// checkHeaders checks the OTLP headers variable name as the exporter reads
+// it: name=value pairs separated by commas, names HTTP tokens, values
+// percent-encoded. The exporter would print a bad pair on standard error,
+// and these headers carry the collector's API key; the error quotes none
+// of it.
+func checkHeaders(name, headers string) error {
+	if strings.TrimSpace(headers) == "" {
+		return nil
+	}
+	for _, pair := range strings.Split(headers, ",") {
+		key, value, found := strings.Cut(pair, "=")
+		if !found || !isHeaderName(strings.TrimSpace(key)) {
+			return fmt.Errorf("%s must be name=value pairs separated by commas, such as api-key=... (the value not shown)", name)
+		}
+		if _, err := url.PathUnescape(value); err != nil {
+			return fmt.Errorf("%s: a value is not percent-encoded right (not shown)", name)
+		}
+	}
+	return nil
+}
+
+// isHeaderName reports whether s is an HTTP header name (a token).
+func isHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z') && !('A' <= c && c <= 'Z') && !('0' <= c && c <= '9') && !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// checkResourceAttributes checks OTEL_RESOURCE_ATTRIBUTES as the SDK reads
+// it: key=value pairs separated by commas, values percent-encoded. The SDK
+// only warns about a bad one and then leaves attributes out. The error
+// quotes no value.
+func checkResourceAttributes(attributes string) error {
+	if strings.TrimSpace(attributes) == "" {
+		return nil
+	}
+	for _, pair := range strings.Split(attributes, ",") {
+		key, value, found := strings.Cut(pair, "=")
+		if !found || strings.TrimSpace(key) == "" {
+			return errors.New("OTEL_RESOURCE_ATTRIBUTES must be key=value pairs separated by commas, such as deployment.environment=prod")
+		}
+		if _, err := url.PathUnescape(strings.TrimSpace(value)); err != nil {
+			return fmt.Errorf("OTEL_RESOURCE_ATTRIBUTES: the value of %q is not percent-encoded right", strings.TrimSpace(key))
+		}
+	}
+	return nil
+}
+
+// samplers are the OTEL_TRACES_SAMPLER values the SDK knows, each with
+// whether it reads OTEL_TRACES_SAMPLER_ARG (a ratio).
+var samplers = map[string]bool{
+	"always_on": false, "always_off": false, "traceidratio": true,
+	"parentbased_always_on": false, "parentbased_always_off": false, "parentbased_traceidratio": true,
+}
+
+// checkSampler checks OTEL_TRACES_SAMPLER and, for a ratio sampler,
+// OTEL_TRACES_SAMPLER_ARG (0 to 1). The SDK only warns about a bad one and
+// then samples every trace.
+func checkSampler(sampler, arg string) error {
+	sampler = strings.ToLower(strings.TrimSpace(sampler))
+	if sampler == "" {
+		return nil
+	}
+	takesRatio, known := samplers[sampler]
+	if !known {
+		return fmt.Errorf("OTEL_TRACES_SAMPLER %q is not supported: use always_on, always_off, traceidratio or parentbased_ with one of them", sampler)
+	}
+	if arg = strings.TrimSpace(arg); takesRatio && arg != "" {
+		if ratio, err := strconv.ParseFloat(arg, 64); err != nil || ratio < 0 || ratio > 1 {
+			return fmt.Errorf("OTEL_TRACES_SAMPLER_ARG %q is not a ratio from 0 to 1", arg)
+		}
+	}
+	return nil
+}
+
+// loggable is endpoint as the log may show it: its password and its query
+// masked. An API key is sometimes put in the query; the exporter drops the
+// query, but the log would still show it.
+func loggable(endpoint *url.URL) string {
+	shown := *endpoint
+	if shown.RawQuery != "" {
+		shown.RawQuery = "xxxxx"
+	}
+	return shown.Redacted()
 }
 
 // Tracing is the process's tracer provider and its shutdown.

@@ -99,6 +99,20 @@ func TestBadTracingSettingsAreErrorsNamingTheVariable(t *testing.T) {
 		{map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "OTEL_EXPORTER_OTLP_PROTOCOL"},
 		{map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "c:4318"}, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"},
 		{map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://user:otlp-secret-77@%zz"}, "OTEL_EXPORTER_OTLP_ENDPOINT"},
+		// What the SDK would only warn about, and then trace otherwise than
+		// asked: attributes left out, every span sampled.
+		{map[string]string{"OTEL_RESOURCE_ATTRIBUTES": "otlp-secret-77", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "OTEL_RESOURCE_ATTRIBUTES"},
+		{map[string]string{"OTEL_RESOURCE_ATTRIBUTES": "team=a,,b", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "OTEL_RESOURCE_ATTRIBUTES"},
+		{map[string]string{"OTEL_RESOURCE_ATTRIBUTES": "team=otlp-secret-77%zz", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "OTEL_RESOURCE_ATTRIBUTES"},
+		// The SDK would print the bad part on standard error, secret and all.
+		{map[string]string{"OTEL_EXPORTER_OTLP_HEADERS": "Authorization: Bearer otlp-secret-77", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "OTEL_EXPORTER_OTLP_HEADERS"},
+		{map[string]string{"OTEL_EXPORTER_OTLP_TRACES_HEADERS": "api-key=otlp-secret-77%zz", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "OTEL_EXPORTER_OTLP_TRACES_HEADERS"},
+		{map[string]string{"OTEL_EXPORTER_OTLP_HEADERS": "api key=otlp-secret-77", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "OTEL_EXPORTER_OTLP_HEADERS"},
+		{map[string]string{"OTEL_EXPORTER_OTLP_TIMEOUT": "10s", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "OTEL_EXPORTER_OTLP_TIMEOUT"},
+		{map[string]string{"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "-1", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"},
+		{map[string]string{"OTEL_TRACES_SAMPLER": "sometimes", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "OTEL_TRACES_SAMPLER"},
+		{map[string]string{"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "10%", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "OTEL_TRACES_SAMPLER_ARG"},
+		{map[string]string{"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "2", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "OTEL_TRACES_SAMPLER_ARG"},
 	} {
 		t.Run(tc.setting, func(t *testing.T) {
 			_, err := ReadSettings(env(tc.vars))
@@ -109,10 +123,31 @@ func TestBadTracingSettingsAreErrorsNamingTheVariable(t *testing.T) {
 	}
 }
 
-func TestTheLoggedEndpointMasksItsPassword(t *testing.T) {
-	settings, err := ReadSettings(env(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "https://user:otlp-secret-77@collector:4318"}))
-	require.NoError(t, err)
-	assert.True(t, settings.Enabled)
-	assert.NotContains(t, settings.Endpoint, "otlp-secret-77")
-	assert.Contains(t, settings.Endpoint, "collector:4318")
+// What the SDK takes is taken; with tracing off the variables it would
+// read are not checked.
+func TestGoodTracingSettingsAreTaken(t *testing.T) {
+	for _, vars := range []map[string]string{
+		{"OTEL_RESOURCE_ATTRIBUTES": "service.name=x, deployment.environment=prod%20eu,team=", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"},
+		{"OTEL_TRACES_SAMPLER": " ParentBased_TraceIDRatio ", "OTEL_TRACES_SAMPLER_ARG": "0.25", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"},
+		{"OTEL_TRACES_SAMPLER": "always_off", "OTEL_TRACES_SAMPLER_ARG": "ignored", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"},
+		{"OTEL_EXPORTER_OTLP_HEADERS": "api-key=abc%3D, x-team = a b ", "OTEL_EXPORTER_OTLP_TIMEOUT": " 5000 ", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"},
+		{"OTEL_RESOURCE_ATTRIBUTES": "foo", "OTEL_TRACES_SAMPLER": "sometimes", "OTEL_EXPORTER_OTLP_HEADERS": "x"},
+	} {
+		_, err := ReadSettings(env(vars))
+		assert.NoError(t, err, "%v", vars)
+	}
+}
+
+func TestTheLoggedEndpointMasksItsPasswordAndQuery(t *testing.T) {
+	for _, endpoint := range []string{
+		"https://user:otlp-secret-77@collector:4318",
+		"https://collector:4318/?api_key=otlp-secret-77",
+		"https://collector:4318?otlp-secret-77",
+	} {
+		settings, err := ReadSettings(env(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}))
+		require.NoError(t, err, endpoint)
+		assert.True(t, settings.Enabled, endpoint)
+		assert.NotContains(t, settings.Endpoint, "otlp-secret-77", endpoint)
+		assert.Contains(t, settings.Endpoint, "collector:4318", endpoint)
+	}
 }
