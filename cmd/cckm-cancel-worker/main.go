@@ -134,7 +134,12 @@ func run(ctx context.Context, cfg config, log zerolog.Logger, stdout io.Writer) 
 	if err != nil {
 		return err
 	}
-	defer flushTraces(tracing, cfg.Worker.ShutdownTimeout, log)
+	tracesFlushed := false // by the stop below; a return before it flushes here
+	defer func() {
+		if !tracesFlushed {
+			flushTraces(tracing, cfg.Worker.ShutdownTimeout, log)
+		}
+	}()
 	if cfg.Tracing.Enabled {
 		log.Info().Str("endpoint", cfg.Tracing.Endpoint).Msg("tracing: exporting spans over OTLP/HTTP")
 	} else {
@@ -196,6 +201,14 @@ func run(ctx context.Context, cfg config, log zerolog.Logger, stdout io.Writer) 
 		}
 	}
 
+	// The last spans are exported while the connection drains, not after:
+	// a collector that hangs then adds nothing to the stop.
+	tracesFlushed = true
+	flushDone := make(chan struct{})
+	go func() {
+		defer close(flushDone)
+		flushTraces(tracing, cfg.Worker.ShutdownTimeout, log)
+	}()
 	log.Info().Msg("work in flight finished; draining the NATS connection")
 	if err := drainNATS(nc, cfg.Worker.ShutdownTimeout); err != nil {
 		log.Warn().Err(err).Msg("draining the NATS connection")
@@ -203,6 +216,7 @@ func run(ctx context.Context, cfg config, log zerolog.Logger, stdout io.Writer) 
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	stopHTTP(shutdownCtx)
+	<-flushDone
 	log.Info().Msg("cckm-cancel-worker stopped")
 	return runErr
 }
