@@ -21,14 +21,10 @@ import (
 // and the printed samples show conflict and not_found. It needs
 // 127.0.0.1:4222, so it is skipped where that port is taken.
 func TestDevModeCancelsAFreshUUIDOfAnyKindAndPrintsHowTo(t *testing.T) {
-	probe, err := net.Listen("tcp", "127.0.0.1:4222")
-	if err != nil {
-		t.Skip("127.0.0.1:4222 is in use; dev mode needs it")
-	}
-	require.NoError(t, probe.Close())
 	httpAddr := freeAddr(t)
 
-	p := startBinary(t, map[string]string{"HTTP_ADDR": httpAddr, "LOG_LEVEL": "info"}, "--dev")
+	// Any free port for the embedded NATS server, read back from the banner.
+	p := startBinary(t, map[string]string{"HTTP_ADDR": httpAddr, "LOG_LEVEL": "info", "DEV_NATS_PORT": "0"}, "--dev")
 	require.Eventually(t, func() bool {
 		resp, err := http.Get("http://" + httpAddr + "/readyz")
 		if err != nil {
@@ -48,7 +44,12 @@ func TestDevModeCancelsAFreshUUIDOfAnyKindAndPrintsHowTo(t *testing.T) {
 			"a command for the sample %s %s, got %q", job.Kind, job.ID, line)
 	}
 
-	nc, err := nats.Connect("nats://127.0.0.1:4222")
+	natsLine, _ := lineWith(out, "NATS (JetStream on):")
+	_, natsURL, found := strings.Cut(natsLine, "NATS (JetStream on):")
+	require.True(t, found, "the banner names the NATS URL:\n%s", out)
+	natsURL = strings.TrimSpace(natsURL)
+	require.True(t, strings.HasPrefix(natsURL, "nats://127.0.0.1:"), natsURL)
+	nc, err := nats.Connect(natsURL)
 	require.NoError(t, err)
 	defer nc.Close()
 	results := subscribeResults(t, nc)
