@@ -402,3 +402,34 @@ func TestAResultsStreamThatWouldRefuseResults(t *testing.T) {
 		})
 	}
 }
+
+// TestTwoRequestsSharingARequestIDWithJobsTooLargeToPublish: the second
+// request's result only fits once its job is left out. The try with the
+// job was refused as too large, so it stored nothing: the duplicate the
+// try without the job meets is the first request's result, and the second
+// must still be stored under its own id.
+func TestTwoRequestsSharingARequestIDWithJobsTooLargeToPublish(t *testing.T) {
+	opts := natstest.Options(t)
+	opts.MaxPayload = 128 << 10
+	env := newTestEnvOn(t, natstest.RunServer(t, opts), cckmtest.Options{})
+	env.startWorker(t, testConfig(ModeJetStream), env.client(t, nil))
+
+	payload := func(id string) string { return `{"id":"` + id + `","request_id":"ir-shared-big"}` }
+	firstID, secondID := messages.NewRequestID(), messages.NewRequestID()
+	for _, id := range []string{firstID, secondID} {
+		env.cm.Script(id, cckmtest.Step{Body: bigJobBody(id, 200<<10)})
+	}
+	env.publishSeq(t, messages.KindRefresh, payload(firstID), nil)
+	env.waitStored(t, ResultStream, 1, 10*time.Second)
+	seq := env.publishSeq(t, messages.KindRefresh, payload(secondID), nil)
+	env.requireRequestsDoneWithin(t, 10*time.Second)
+
+	stored := env.storedMessages(t, ResultStream)
+	require.Len(t, stored, 2, "one stored result per request")
+	second, _ := decodeStored(t, stored[1])
+	assert.Equal(t, secondID, second.ID)
+	assert.True(t, second.JobOmitted, "job_omitted")
+	assert.Equal(t, "ir-shared-big."+strconv.FormatUint(seq, 10)+".result", stored[1].Header.Get(messages.HeaderMsgID))
+	assert.Equal(t, stored[1].Header.Get(messages.HeaderMsgID), stored[1].Header.Get("ce-id"), "ce-id is the stored id")
+	assert.Equal(t, 1, callsOf(env.cm, secondID, "cancel"))
+}

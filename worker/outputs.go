@@ -209,20 +209,24 @@ func eventMessage(subject string, event messages.Result, msgID, traceparent stri
 
 // publishEvent publishes a result or settled event; when it is too large
 // for the server or the stream, it is published again without its job
-// (job_omitted: true).
-func (o *outputs) publishEvent(ctx context.Context, out *output, subject string, event *messages.Result, msgID, traceparent string) (*nats.Msg, *jetstream.PubAck, int, error) {
-	msg := eventMessage(subject, *event, msgID, traceparent)
+// (job_omitted: true). unsure counts the tries before the last that failed
+// in a way that may still have stored the event (a time-out, a lost
+// connection); a try refused as too large stored nothing.
+func (o *outputs) publishEvent(ctx context.Context, out *output, subject string, event *messages.Result, msgID, traceparent string) (msg *nats.Msg, ack *jetstream.PubAck, unsure int, err error) {
+	msg = eventMessage(subject, *event, msgID, traceparent)
+	// publish returns at the first permanent failure and at the first
+	// success: every try before the last failed transiently.
 	ack, tries, err := o.publish(ctx, out, msg)
+	unsure = tries - 1
 	if isPermanent(err) && len(event.Job) > 0 {
 		o.log.Warn().Err(err).Str("request_id", event.RequestID).Int("job_bytes", len(event.Job)).
 			Msgf("the %s cannot be published with its job; publishing it without", out.what)
 		event.Job, event.JobOmitted = nil, true
 		msg = eventMessage(subject, *event, msgID, traceparent)
-		var more int
-		ack, more, err = o.publish(ctx, out, msg)
-		tries += more
+		ack, tries, err = o.publish(ctx, out, msg)
+		unsure += tries - 1
 	}
-	return msg, ack, tries, err
+	return msg, ack, unsure, err
 }
 
 // publishResult publishes a result under Nats-Msg-Id <request_id>.result,
@@ -235,8 +239,8 @@ func (o *outputs) publishEvent(ctx context.Context, out *output, subject string,
 // stored under.
 func (o *outputs) publishResult(ctx context.Context, result *messages.Result, req messages.Request, mayBeAnother bool, distinct string, replies ...string) (string, error) {
 	msgID := messages.ResultMsgID(result.RequestID)
-	msg, ack, tries, err := o.publishEvent(ctx, &o.results, result.Kind.ResultSubject(), result, msgID, req.Traceparent)
-	if err == nil && ack != nil && ack.Duplicate && mayBeAnother && tries == 1 {
+	msg, ack, unsure, err := o.publishEvent(ctx, &o.results, result.Kind.ResultSubject(), result, msgID, req.Traceparent)
+	if err == nil && ack != nil && ack.Duplicate && mayBeAnother && unsure == 0 {
 		msgID = messages.DistinctResultMsgID(result.RequestID, distinct)
 		o.log.Warn().Str("request_id", result.RequestID).Str("stored_as", msgID).
 			Msg("another request with the same request_id has a result already; storing this one under its own id")
