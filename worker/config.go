@@ -223,11 +223,19 @@ func (c *Config) validate() error {
 // for (Retry-After), up to MaxRetryDelay too: a Retry-After of a day must
 // not park a request and hold a slot of the consumer's MaxAckPending.
 func (c *Config) redeliveryDelay(delivered int, retryAfter time.Duration) time.Duration {
-	delay := c.MaxRetryDelay
-	if delivered >= 1 && delivered < 30 {
-		delay = min(delay, c.RetryDelay<<(delivered-1))
+	return max(doubled(c.RetryDelay, delivered, c.MaxRetryDelay), min(retryAfter, c.MaxRetryDelay))
+}
+
+// doubled is first doubled n-1 times, at most ceiling: first for n = 1,
+// ceiling for n < 1. It never overflows: first shifted left overflows a
+// time.Duration for a first of a minute by n = 29 (of an hour by n = 23),
+// and the overflowed delay was negative, so a setting such as
+// WORKER_RETRY_DELAY=1h made late deliveries or polls come at once.
+func doubled(first time.Duration, n int, ceiling time.Duration) time.Duration {
+	if n < 1 || first <= 0 || first > ceiling>>min(n-1, 63) {
+		return ceiling
 	}
-	return max(delay, min(retryAfter, c.MaxRetryDelay))
+	return first << (n - 1)
 }
 
 // redeliveryHorizon is the longest a request can take from its first

@@ -324,13 +324,5 @@ func (f *follower) publishSettled(ctx context.Context, settled messages.Result, 
 // followDelay is the wait before poll n+1: FollowInterval doubled per
 // poll, at most FollowMaxInterval.
 func (c *Config) followDelay(polls int) time.Duration {
-	delay := c.FollowMaxInterval
-	if polls >= 1 && polls < maxFollowDoublings {
-		delay = min(delay, c.FollowInterval<<(polls-1))
-	}
-	return delay
+	return doubled(c.FollowInterval, polls, c.FollowMaxInterval)
 }
-
-// maxFollowDoublings bounds the shift in followDelay: past it the doubled
-// interval would overflow a time.Duration, and is far past any cap anyway.
-const maxFollowDoublings = 30

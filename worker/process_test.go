@@ -131,3 +131,25 @@ func TestRedeliveryDelayGrowsAndHonoursRetryAfter(t *testing.T) {
 	assert.Equal(t, 10*time.Second, cfg.redeliveryDelay(1, 20*time.Second), "Retry-After capped at MaxRetryDelay")
 	assert.Equal(t, 10*time.Second, cfg.redeliveryDelay(1, 86400*time.Second), "a day is capped too")
 }
+
+// TestLongFirstDelaysNeverOverflowToZero: a first delay longer than the
+// cap (WORKER_RETRY_DELAY=1h, WORKER_FOLLOW_INTERVAL=1h) doubled over many
+// deliveries or polls overflowed to a negative delay, that is none: late
+// redeliveries and follow polls came at once, and the results stream's
+// duplicate window was checked against a horizon made shorter by them.
+func TestLongFirstDelaysNeverOverflowToZero(t *testing.T) {
+	for _, first := range []time.Duration{time.Minute, time.Hour, 1000 * time.Hour} {
+		cfg := Config{RetryDelay: first, MaxRetryDelay: 30 * time.Second, FollowInterval: first,
+			FollowMaxInterval: 30 * time.Second, MaxDeliveries: 1000}
+		for n := 1; n <= 1000; n++ {
+			require.Equal(t, 30*time.Second, cfg.redeliveryDelay(n, 0), "first %v, delivery %d", first, n)
+			require.Equal(t, 30*time.Second, cfg.followDelay(n), "first %v, poll %d", first, n)
+		}
+		assert.GreaterOrEqual(t, cfg.redeliveryHorizon(time.Minute), 1000*(time.Minute+30*time.Second),
+			"the horizon counts every delay")
+	}
+	cfg := Config{RetryDelay: time.Minute, MaxRetryDelay: 1 << 62}
+	for n := 2; n <= 64; n++ {
+		require.GreaterOrEqual(t, cfg.redeliveryDelay(n, 0), cfg.redeliveryDelay(n-1, 0), "never shorter than the delay before, delivery %d", n)
+	}
+}
