@@ -425,3 +425,44 @@ func (c *taggingCanceler) Cancel(ctx context.Context, kind messages.Kind, id str
 	c.log.add(id, c.instance)
 	return c.Canceler.Cancel(ctx, kind, id)
 }
+
+// TestThreeInstancesOneLostMidWayStoreOneResultPerBareIDRequest: three
+// instances share the consumer; one loses its NATS connection with calls
+// in flight (as a kill would leave them: nothing acknowledged) and a new
+// instance takes its place. Bare-id requests carry no request_id, so only
+// the id derived from where the message is stored keeps a redelivery on
+// another instance from storing a second result.
+func TestThreeInstancesOneLostMidWayStoreOneResultPerBareIDRequest(t *testing.T) {
+	const requests = 60
+	env := newTestEnv(t, cckmtest.Options{AnyJob: true, SettleAfter: -1, Latency: 50 * time.Millisecond})
+	cfg := testConfig(ModeJetStream)
+	cfg.MaxDeliveries = 5
+	workers := make([]*runningWorker, 3)
+	for i := range workers {
+		workers[i] = env.startWorker(t, cfg, env.client(t, nil))
+	}
+	ids := make([]string, requests)
+	for i := range ids {
+		ids[i] = messages.NewRequestID()
+		env.publish(t, messages.KindRefresh, ids[i], nil)
+	}
+	require.Eventually(t, func() bool { n := env.storedCount(ResultStream); return n > 0 && n < requests/2 },
+		10*time.Second, time.Millisecond, "the loss falls mid-way")
+	workers[0].nc.Close() // no drain, no ack: what it held is delivered again after the ack wait
+	env.startWorker(t, cfg, env.client(t, nil))
+
+	require.Eventually(t, func() bool { return env.storedCount(ResultStream) >= requests }, 20*time.Second, 20*time.Millisecond)
+	env.requireRequestsDoneWithin(t, 10*time.Second)
+	perJob := map[string]int{}
+	requestIDs := map[string]bool{}
+	for _, r := range env.storedResults(t) {
+		perJob[r.ID]++
+		requestIDs[r.RequestID] = true
+		assert.Equal(t, messages.StatusCanceled, r.Status, r.ID)
+	}
+	for _, id := range ids {
+		assert.Equal(t, 1, perJob[id], "one stored result for %s", id)
+	}
+	assert.Len(t, requestIDs, requests, "one request_id per request")
+	assert.Greater(t, len(cancelCalls(env.cm)), requests, "the lost instance had calls in flight, made again elsewhere")
+}
