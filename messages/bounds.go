@@ -87,28 +87,41 @@ func isLowerHex(s string) bool {
 // and not under cckm.cancel. (a result sent there would be taken for a
 // request, or stored as one).
 func CheckReplySubject(subject string) error {
+	return checkReplySubject(HeaderReplyTo, subject)
+}
+
+// CheckNATSReplySubject is CheckReplySubject for a request's own NATS
+// reply subject, which a core-mode worker answers too: the same rule, for
+// a result sent there does the same harm. Its errors name the NATS reply
+// subject.
+func CheckNATSReplySubject(subject string) error {
+	return checkReplySubject("the NATS reply subject", subject)
+}
+
+// checkReplySubject checks a reply subject; what names it in the error.
+func checkReplySubject(what, subject string) error {
 	switch {
 	case subject == "":
-		return fmt.Errorf("Cckm-Reply-To is empty")
+		return fmt.Errorf("%s is empty", what)
 	case len(subject) > MaxReplySubjectLength:
-		return fmt.Errorf("Cckm-Reply-To is longer than %d bytes", MaxReplySubjectLength)
+		return fmt.Errorf("%s is longer than %d bytes", what, MaxReplySubjectLength)
 	case strings.HasPrefix(subject, "$"):
-		return fmt.Errorf("Cckm-Reply-To %q is a system subject", subject)
+		return fmt.Errorf("%s %q is a system subject", what, subject)
 	case strings.HasPrefix(subject, SubjectPrefix):
-		return fmt.Errorf("Cckm-Reply-To %q is under %s", subject, SubjectPrefix)
+		return fmt.Errorf("%s %q is under %s", what, subject, SubjectPrefix)
 	case !utf8.ValidString(subject):
-		return fmt.Errorf("Cckm-Reply-To is not valid UTF-8")
+		return fmt.Errorf("%s is not valid UTF-8", what)
 	}
 	for _, token := range strings.Split(subject, ".") {
 		if token == "" {
-			return fmt.Errorf("Cckm-Reply-To %q has an empty token", subject)
+			return fmt.Errorf("%s %q has an empty token", what, subject)
 		}
 		if token == "*" || token == ">" || strings.ContainsAny(token, "*>") {
-			return fmt.Errorf("Cckm-Reply-To %q has a wildcard", subject)
+			return fmt.Errorf("%s %q has a wildcard", what, subject)
 		}
 		for _, r := range token {
 			if r <= ' ' || r == 0x7f {
-				return fmt.Errorf("Cckm-Reply-To %q has white space or a control character", subject)
+				return fmt.Errorf("%s %q has white space or a control character", what, subject)
 			}
 		}
 	}

@@ -132,7 +132,18 @@ func (w *Worker) receiveCore(workCtx context.Context, kind messages.Kind, msg *n
 	ctx, span := w.trace.startConsumer(workCtx, msg.Subject, d.header, kind, 0)
 	req, _ := messages.ParseRequest(kind, msg.Data, d.header, "")
 	out := abandoned(outcome{request: req}, d, w.now(), "the worker stopped before the request could start")
-	w.finishCore(ctx, out, span, msg.Reply)
+	w.finishCore(ctx, out, span, safeNATSReply(msg.Reply))
+}
+
+// safeNATSReply is the NATS reply subject a core-mode result may be sent
+// to: reply, or "" when it is one the worker may not answer on (a system
+// subject, a request subject, a wildcard), where a result would act as an
+// API call or a new request.
+func safeNATSReply(reply string) string {
+	if reply == "" || messages.CheckNATSReplySubject(reply) != nil {
+		return ""
+	}
+	return reply
 }
 
 // handleCore processes one core-mode request: at most once, so every
@@ -140,11 +151,12 @@ func (w *Worker) receiveCore(workCtx context.Context, kind messages.Kind, msg *n
 // subject.
 func (w *Worker) handleCore(ctx context.Context, kind messages.Kind, msg *nats.Msg, received time.Time, release func()) {
 	d := delivery{
-		kind:     kind,
-		payload:  msg.Data,
-		header:   messages.Header(msg.Header),
-		received: received,
-		final:    true,
+		kind:      kind,
+		payload:   msg.Data,
+		header:    messages.Header(msg.Header),
+		received:  received,
+		final:     true,
+		natsReply: msg.Reply,
 	}
 	ctx, span := w.trace.startConsumer(ctx, msg.Subject, d.header, kind, 0)
 	out := process(ctx, w.canceler, d, w.now)
@@ -154,7 +166,7 @@ func (w *Worker) handleCore(ctx context.Context, kind messages.Kind, msg *nats.M
 		// in core mode, so say so in a result.
 		out = abandoned(out, d, w.now(), "the worker stopped before CipherTrust Manager answered")
 	}
-	w.finishCore(ctx, out, span, msg.Reply)
+	w.finishCore(ctx, out, span, safeNATSReply(msg.Reply))
 }
 
 // finishCore publishes a core-mode outcome and ends the request's span. A

@@ -231,6 +231,12 @@ func (f *follower) handleFollow(ctx context.Context, msg jetstream.Msg) settleme
 	polls := 1
 	if meta, err := msg.Metadata(); err == nil {
 		polls = int(meta.NumDelivered)
+		// Anyone who may publish requests may publish a task, with a
+		// deadline years away: none is honoured past FollowTimeout after
+		// the task was stored.
+		if limit := meta.Timestamp.Add(f.cfg.FollowTimeout); deadline.After(limit) {
+			deadline = limit
+		}
 	}
 
 	ctx, span := f.trace.startConsumer(ctx, msg.Subject(), messages.Header(msg.Headers()), result.Kind, polls)

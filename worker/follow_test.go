@@ -234,3 +234,31 @@ func TestAFollowNoticesTheEndOfAJobWithinFollowMaxInterval(t *testing.T) {
 	assert.LessOrEqual(t, settledAt.Sub(canceledAt), jobEndsAfter+maxInterval+slack,
 		"settled within WORKER_FOLLOW_MAX_INTERVAL of the job's end")
 }
+
+// A follow task is a plain message on cckm.cancel.follow.<kind>: anyone who
+// may publish requests may publish one, with a deadline years away, and
+// have the worker poll a running job for ever. The deadline it honours is
+// at most WORKER_FOLLOW_TIMEOUT after the task was stored.
+func TestAForgedFollowTaskWithAFarDeadlineStillEndsByFollowTimeout(t *testing.T) {
+	env := newTestEnv(t, cckmtest.Options{SettleAfter: -1})
+	settledEvents := env.watchResults(t, messages.SubjectSettled)
+	cfg := followConfig(ModeJetStream)
+	cfg.FollowTimeout = 500 * time.Millisecond
+	env.startWorker(t, cfg, env.client(t, nil))
+
+	id := messages.NewRequestID()
+	env.cm.AddJob(cckmtest.Refresh, id)
+	task := messages.Result{RequestID: "forged-1", Kind: messages.KindRefresh, ID: id, Status: messages.StatusCanceled}
+	msg := nats.NewMsg(followSubject(messages.KindRefresh))
+	msg.Data = task.AppendJSON(nil)
+	msg.Header.Set(HeaderFollowDeadline, time.Now().AddDate(100, 0, 0).UTC().Format(time.RFC3339Nano))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := env.js.PublishMsg(ctx, msg)
+	require.NoError(t, err)
+
+	settled, _ := settledEvents.next(t) // within 10 s
+	assert.Equal(t, id, settled.ID)
+	require.NotNil(t, settled.Settled)
+	assert.False(t, *settled.Settled, "timed out, by the worker's own WORKER_FOLLOW_TIMEOUT")
+}

@@ -32,6 +32,10 @@ type delivery struct {
 	// defaultRequestID is the request_id when neither the payload nor
 	// Nats-Msg-Id names one: the same for every delivery of a message.
 	defaultRequestID string
+	// natsReply is the request's own NATS reply subject where the result
+	// answers it (core mode); one the worker may not answer on rejects
+	// the request.
+	natsReply string
 }
 
 // verdict is what the broker edge must do with a request.
@@ -67,6 +71,11 @@ type outcome struct {
 // to broker actions.
 func process(ctx context.Context, canceler Canceler, d delivery, now func() time.Time) outcome {
 	req, err := messages.ParseRequest(d.kind, d.payload, d.header, d.defaultRequestID)
+	if err == nil && d.natsReply != "" {
+		if replyErr := messages.CheckNATSReplySubject(d.natsReply); replyErr != nil {
+			err = &messages.RequestError{Reason: replyErr.Error()}
+		}
+	}
 	result := messages.Result{
 		RequestID:  req.RequestID,
 		Kind:       d.kind,

@@ -188,13 +188,23 @@ func checkSampler(sampler, arg string) error {
 	return nil
 }
 
-// loggable is endpoint as the log may show it: its password and its query
-// masked. An API key is sometimes put in the query; the exporter drops the
-// query, but the log would still show it.
+// loggable is endpoint as the log may show it: its user information, query
+// and fragment masked. An API key is sometimes put in the query; the
+// exporter drops the query, but the log would still show it. A user part
+// without a password is a token as often as a name (as in a NATS URL), so
+// it is masked too.
 func loggable(endpoint *url.URL) string {
 	shown := *endpoint
 	if shown.RawQuery != "" {
 		shown.RawQuery = "xxxxx"
+	}
+	if shown.Fragment != "" {
+		shown.Fragment, shown.RawFragment = "xxxxx", ""
+	}
+	if shown.User != nil {
+		if _, hasPassword := shown.User.Password(); !hasPassword {
+			shown.User = url.User("xxxxx")
+		}
 	}
 	return shown.Redacted()
 }

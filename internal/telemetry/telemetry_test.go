@@ -143,6 +143,8 @@ func TestTheLoggedEndpointMasksItsPasswordAndQuery(t *testing.T) {
 		"https://user:otlp-secret-77@collector:4318",
 		"https://collector:4318/?api_key=otlp-secret-77",
 		"https://collector:4318?otlp-secret-77",
+		"https://otlp-secret-77@collector:4318",
+		"https://collector:4318/#otlp-secret-77",
 	} {
 		settings, err := ReadSettings(env(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}))
 		require.NoError(t, err, endpoint)
