@@ -23,7 +23,7 @@ run-core: build
 
 ## test: every test with the race detector (fuzz seed corpora included)
 test:
-	$(GO) test -race -count=1 -timeout 10m $(PKGS)
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 ## chaos: the chaos tests (kill -9, NATS restart, a cluster node lost, CM faults, short-lived JWTs)
 chaos:
