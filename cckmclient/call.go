@@ -71,7 +71,7 @@ func (c *Client) call(ctx context.Context, method, op string, kind messages.Kind
 				return resp, &UnreachableError{Op: opName, Err: fmt.Errorf("%w: %w", ErrNotSent, gateErr)}
 			}
 			started := c.now()
-			attemptCtx, span := startAttemptSpan(ctx, c.tracer, method, method, target,
+			attemptCtx, span := startAttemptSpan(ctx, c.tracer, method, target,
 				attribute.String("cckm.operation", op), attribute.String("cckm.kind", string(kind)),
 				attribute.Int("cckm.attempt", resp.Attempts+1))
 			status, job, err := c.attempt(attemptCtx, method, target, auth, opName, deadline)

@@ -58,7 +58,7 @@ func (ts *tokenSource) request(ctx context.Context, body map[string]any, grantTy
 	defer cancel()
 	// The span holds the endpoint and the grant type: the body, which holds
 	// the credentials, stays out of it.
-	ctx, span := startAttemptSpan(ctx, ts.tracer, http.MethodPost, http.MethodPost, ts.endpoint,
+	ctx, span := startAttemptSpan(ctx, ts.tracer, http.MethodPost, ts.endpoint,
 		attribute.String("cckm.operation", "token"), attribute.String("cckm.grant_type", grantType))
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ts.endpoint, bytes.NewReader(payload))
 	if err != nil {

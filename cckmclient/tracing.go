@@ -39,10 +39,11 @@ func newTracer(tp trace.TracerProvider) trace.Tracer {
 	return tp.Tracer(tracerName)
 }
 
-// startAttemptSpan starts the client span of one HTTP attempt. Attributes
-// are only built when the span records.
-func startAttemptSpan(ctx context.Context, tracer trace.Tracer, name, method, target string, extra ...attribute.KeyValue) (context.Context, trace.Span) {
-	ctx, span := tracer.Start(ctx, name, clientSpan...)
+// startAttemptSpan starts the client span of one HTTP attempt, named for
+// its method as HTTP client spans are. The method and URL attributes are
+// only set when the span records (the extra ones are the caller's to build).
+func startAttemptSpan(ctx context.Context, tracer trace.Tracer, method, target string, extra ...attribute.KeyValue) (context.Context, trace.Span) {
+	ctx, span := tracer.Start(ctx, method, clientSpan...)
 	if span.IsRecording() {
 		span.SetAttributes(
 			attribute.String("http.request.method", method),
