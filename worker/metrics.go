@@ -200,6 +200,8 @@ func grantOutcome(err error) string {
 	}
 	var apiErr *cckmclient.APIError
 	switch {
+	case errors.As(err, &apiErr) && apiErr.StatusCode == http.StatusTooManyRequests:
+		return grantFailed // too many requests: the credentials were not judged
 	case errors.As(err, &apiErr) && apiErr.StatusCode >= http.StatusBadRequest && apiErr.StatusCode < http.StatusInternalServerError:
 		return grantRefused
 	case errors.As(err, &apiErr):

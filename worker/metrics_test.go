@@ -147,6 +147,7 @@ func TestATokenGrantIsCountedByWhatBecameOfIt(t *testing.T) {
 		{"a token came", "ok", nil},
 		{"credentials refused", "refused", &cckmclient.APIError{Op: "token password grant", StatusCode: 401}},
 		{"a bad request", "refused", &cckmclient.APIError{Op: "token password grant", StatusCode: 400}},
+		{"too many requests: not a refusal", "failed", &cckmclient.APIError{Op: "token password grant", StatusCode: 429}},
 		{"no answer", "unreachable", &cckmclient.UnreachableError{Op: "token password grant", Err: errors.New("connection refused")}},
 		{"a 5xx", "failed", &cckmclient.APIError{Op: "token password grant", StatusCode: 503}},
 		{"a 2xx without a token", "failed", &cckmclient.APIError{Op: "token password grant", StatusCode: 200}},
