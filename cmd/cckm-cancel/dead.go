@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf16"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -235,7 +237,7 @@ func printDeadLetters(w io.Writer, letters []deadLetter, jsonLines bool) {
 	if jsonLines {
 		for i := range letters {
 			line, _ := json.Marshal(&letters[i]) // strings, numbers and a time always encode
-			fmt.Fprintf(w, "%s\n", line)
+			fmt.Fprintf(w, "%s\n", escapeUnprintable(line))
 		}
 		return
 	}
@@ -248,4 +250,27 @@ func printDeadLetters(w io.Writer, letters []deadLetter, jsonLines bool) {
 			d.StoredAt.Format(whenLayout), d.why()})
 	}
 	writeTable(w, columns, rows)
+}
+
+// escapeUnprintable writes every character of a JSON text that is not
+// printable as a \u escape: encoding/json escapes the C0 controls but
+// leaves DEL, C1 controls (U+009B opens an escape sequence on many terminals)
+// and format characters such as the bidirectional overrides as they are,
+// and whoever may publish on the dead-letter subjects writes the headers
+// they come from. Outside its strings a JSON text is ASCII, so the escapes
+// land in strings, and the values decode unchanged.
+func escapeUnprintable(text []byte) []byte {
+	var b strings.Builder
+	for _, r := range string(text) {
+		if unicode.IsPrint(r) {
+			b.WriteRune(r)
+			continue
+		}
+		if r1, r2 := utf16.EncodeRune(r); r1 != unicode.ReplacementChar {
+			fmt.Fprintf(&b, `\u%04x\u%04x`, r1, r2)
+		} else {
+			fmt.Fprintf(&b, `\u%04x`, r)
+		}
+	}
+	return []byte(b.String())
 }

@@ -117,6 +117,14 @@ func TestDeadLettersWithHostileHeadersAreListedAndRetriedWithoutEscapes(t *testi
 	assert.Contains(t, rows[0]["WHY"], "cleared")
 	assert.Equal(t, ls.stdout, c.run(t, "dead", "ls").stdout, "the same names on every listing")
 
+	lines := c.run(t, "dead", "ls", "--json")
+
+	require.Equal(t, exitCanceled, lines.code, lines.stderr)
+	requireNoTerminalControls(t, lines.stdout+lines.stderr)
+	var first deadLetter
+	require.NoError(t, json.Unmarshal([]byte(strings.SplitN(lines.stdout, "\n", 2)[0]), &first))
+	assert.Equal(t, "\x1b[2J\u009b2Jcleared \u202eexe.txt", first.Reason, "the JSON escapes the reason, and keeps it whole")
+
 	res := c.run(t, "dead", "retry", "--all", "--request-prefix", "r-")
 
 	requireNoTerminalControls(t, res.stdout+res.stderr)

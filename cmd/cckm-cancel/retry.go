@@ -235,9 +235,9 @@ func removeAnswered(ctx context.Context, js jetstream.JetStream, outcomes []outc
 		fmt.Fprintf(stderr, "%s: cannot read the stored results (%v); every dead letter is kept\n", commandName, err)
 		return
 	}
-	callCtx, cancel := context.WithTimeout(ctx, streamCallTimeout)
-	defer cancel()
-	dead, err := js.Stream(callCtx, deadLetterStream)
+	lookupCtx, cancel := context.WithTimeout(ctx, streamCallTimeout)
+	dead, err := js.Stream(lookupCtx, deadLetterStream)
+	cancel()
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: cannot look up stream %s (%v); every dead letter is kept\n", commandName, deadLetterStream, err)
 		return
@@ -253,7 +253,13 @@ func removeAnswered(ctx context.Context, js jetstream.JetStream, outcomes []outc
 			kept++
 			continue
 		}
-		if err := deleteDeadLetter(callCtx, dead, o.deadSequence); err != nil {
+		// Each delete has its own bound: one shared by all would run out
+		// part-way through a long --all, keeping dead letters already
+		// answered, which the next retry would send again.
+		deleteCtx, cancel := context.WithTimeout(ctx, streamCallTimeout)
+		err := deleteDeadLetter(deleteCtx, dead, o.deadSequence)
+		cancel()
+		if err != nil {
 			fmt.Fprintf(stderr, "%s: cannot remove dead letter %s (sequence %d): %v\n", commandName, o.retryOf, o.deadSequence, err)
 			kept++
 			continue

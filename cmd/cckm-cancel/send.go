@@ -129,10 +129,10 @@ func newSender(ctx context.Context, conn *connection, requests []request, opts s
 		s.close()
 		return nil, fmt.Errorf("NATS at %s: %w", conn.url, err)
 	}
-	lookupCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
 	for _, kind := range kinds {
+		lookupCtx, cancel := context.WithTimeout(ctx, streamCallTimeout)
 		stream, err := conn.js.StreamNameBySubject(lookupCtx, kind.RequestSubject())
+		cancel()
 		switch {
 		case err == nil:
 			s.stored[kind] = stream
