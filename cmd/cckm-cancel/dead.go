@@ -37,8 +37,12 @@ const (
 	// that a batch of the largest requests (64 KiB) stays a few MiB.
 	fetchBatch = 64
 	// fetchWait is how long to wait for the next message the stream said
-	// it has; one that does not come was deleted meanwhile.
+	// it has before asking the consumer whether any is left.
 	fetchWait = 2 * time.Second
+	// maxStalls is how many fetchWaits in a row may pass without a message
+	// while the consumer still has some pending before reading fails
+	// rather than return part of the stream.
+	maxStalls = 5
 	// streamCallTimeout bounds each JetStream API call (stream info,
 	// message delete).
 	streamCallTimeout = 5 * time.Second
@@ -152,6 +156,7 @@ func readStream(ctx context.Context, stream jetstream.Stream, cfg jetstream.Orde
 		return err
 	}
 	defer it.Stop()
+	stalls := 0
 	for {
 		waitCtx, cancel := context.WithTimeout(ctx, fetchWait)
 		msg, err := it.Next(jetstream.NextContext(waitCtx))
@@ -160,10 +165,25 @@ func readStream(ctx context.Context, stream jetstream.Stream, cfg jetstream.Orde
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
-			return nil // what is left was deleted meanwhile
+			// A slow server, or the rest deleted meanwhile: the consumer
+			// says which.
+			infoCtx, cancel := context.WithTimeout(ctx, streamCallTimeout)
+			info, err := cons.Info(infoCtx)
+			cancel()
+			if err != nil {
+				return err
+			}
+			if info.NumPending == 0 {
+				return nil // what is left was deleted meanwhile
+			}
+			if stalls++; stalls >= maxStalls {
+				return fmt.Errorf("nothing delivered for %s with %d messages left", time.Duration(stalls)*fetchWait, info.NumPending)
+			}
+			continue
 		case err != nil:
 			return err
 		}
+		stalls = 0
 		meta, err := msg.Metadata()
 		if err != nil {
 			continue
