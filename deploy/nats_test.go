@@ -31,6 +31,7 @@ var streamFiles = map[string]string{
 	worker.DeadLetterStream: "stream-dead.json",
 	worker.FollowStream:     "stream-follow.json",
 	worker.SettledStream:    "stream-settled.json",
+	worker.InFlightStream:   "stream-inflight.json",
 }
 
 // consumerFile is a consumer file of deploy/nats and the stream it is added
@@ -42,8 +43,9 @@ type consumerFile struct {
 
 // The consumer files of deploy/nats, by the durable consumer they define.
 var consumerFiles = map[string]consumerFile{
-	worker.ConsumerName:   {stream: worker.RequestStream, file: "consumer.json"},
-	worker.FollowConsumer: {stream: worker.FollowStream, file: "consumer-follow.json"},
+	worker.ConsumerName:     {stream: worker.RequestStream, file: "consumer.json"},
+	worker.FollowConsumer:   {stream: worker.FollowStream, file: "consumer-follow.json"},
+	worker.InFlightConsumer: {stream: worker.InFlightStream, file: "consumer-inflight.json"},
 }
 
 // decodeStrict decodes a JSON file, refusing fields T does not have: a
@@ -136,18 +138,26 @@ func TestTheStreamFilesHoldWhatTheWorkerProvisions(t *testing.T) {
 	assert.Contains(t, requestSubjects, "cckm.cancel.azure-bulkjob")
 	assert.Contains(t, deadSubjects, "cckm.cancel.dead.sap-sync")
 	assert.Contains(t, followSubjects, "cckm.cancel.follow.luna-sync")
+	maxInFlight := deployedWorkerConfig(t, true).MaxInFlight
+	if maxInFlight == 0 {
+		maxInFlight = worker.DefaultMaxInFlight
+	}
 	for _, tc := range []struct {
 		stream     string
 		subjects   []string
 		retention  jetstream.RetentionPolicy
 		maxAge     time.Duration
 		duplicates time.Duration
+		discard    jetstream.DiscardPolicy
+		maxMsgs    int64
 	}{
-		{worker.RequestStream, requestSubjects, jetstream.WorkQueuePolicy, 0, 2 * time.Minute},
-		{worker.ResultStream, []string{messages.SubjectResults}, jetstream.LimitsPolicy, worker.DefaultResultRetention, worker.DefaultDuplicateWindow},
-		{worker.DeadLetterStream, deadSubjects, jetstream.LimitsPolicy, 30 * 24 * time.Hour, 2 * time.Minute},
-		{worker.FollowStream, followSubjects, jetstream.WorkQueuePolicy, 0, 10 * time.Minute},
-		{worker.SettledStream, []string{messages.SubjectSettled}, jetstream.LimitsPolicy, worker.DefaultResultRetention, worker.DefaultDuplicateWindow},
+		{worker.RequestStream, requestSubjects, jetstream.WorkQueuePolicy, 0, 2 * time.Minute, jetstream.DiscardOld, -1},
+		{worker.ResultStream, []string{messages.SubjectResults}, jetstream.LimitsPolicy, worker.DefaultResultRetention, worker.DefaultDuplicateWindow, jetstream.DiscardOld, -1},
+		{worker.DeadLetterStream, deadSubjects, jetstream.LimitsPolicy, 30 * 24 * time.Hour, 2 * time.Minute, jetstream.DiscardOld, -1},
+		{worker.FollowStream, followSubjects, jetstream.WorkQueuePolicy, 0, 10 * time.Minute, jetstream.DiscardOld, -1},
+		{worker.SettledStream, []string{messages.SubjectSettled}, jetstream.LimitsPolicy, worker.DefaultResultRetention, worker.DefaultDuplicateWindow, jetstream.DiscardOld, -1},
+		// One permit per call in flight, and never one more.
+		{worker.InFlightStream, []string{"cckm.cancel.inflight.permit"}, jetstream.LimitsPolicy, 0, 2 * time.Minute, jetstream.DiscardNew, int64(maxInFlight)},
 	} {
 		t.Run(tc.stream, func(t *testing.T) {
 			cfg := loadStreamFile(t, tc.stream)
@@ -157,7 +167,8 @@ func TestTheStreamFilesHoldWhatTheWorkerProvisions(t *testing.T) {
 			assert.Equal(t, jetstream.FileStorage, cfg.Storage)
 			assert.Equal(t, tc.maxAge, cfg.MaxAge)
 			assert.Equal(t, tc.duplicates, cfg.Duplicates)
-			assert.Equal(t, jetstream.DiscardOld, cfg.Discard)
+			assert.Equal(t, tc.discard, cfg.Discard)
+			assert.Equal(t, tc.maxMsgs, cfg.MaxMsgs, "max_msgs: CCKM_MAX_IN_FLIGHT for the permits")
 			assert.Equal(t, 1, cfg.Replicas, "one replica; raise it on a cluster (README)")
 			assert.NotEmpty(t, cfg.Description)
 		})
@@ -170,7 +181,6 @@ func TestTheConsumerFilesHoldWhatTheWorkerProvisions(t *testing.T) {
 	if maxInFlight == 0 {
 		maxInFlight = worker.DefaultMaxInFlight
 	}
-	follows := max(1, maxInFlight/8)
 	ackWait := deployed.AckWait
 	if ackWait == 0 {
 		ackWait = worker.DefaultAckWait
@@ -181,8 +191,9 @@ func TestTheConsumerFilesHoldWhatTheWorkerProvisions(t *testing.T) {
 		maxAckPending int
 		why           string
 	}{
-		{worker.ConsumerName, worker.RequestStream, maxInFlight - follows, "max_ack_pending: the requests' share of CCKM_MAX_IN_FLIGHT"},
-		{worker.FollowConsumer, worker.FollowStream, follows, "max_ack_pending: the follows' share of CCKM_MAX_IN_FLIGHT"},
+		{worker.ConsumerName, worker.RequestStream, 2 * maxInFlight, "max_ack_pending: twice CCKM_MAX_IN_FLIGHT, the requests held"},
+		{worker.FollowConsumer, worker.FollowStream, maxInFlight, "max_ack_pending: CCKM_MAX_IN_FLIGHT, the follows in progress"},
+		{worker.InFlightConsumer, worker.InFlightStream, -1, "max_ack_pending: none, the stream holds the bound"},
 	} {
 		t.Run(tc.consumer, func(t *testing.T) {
 			assert.Equal(t, tc.stream, consumerFiles[tc.consumer].stream)
@@ -363,6 +374,10 @@ func TestAWorkerThatDoesNotProvisionIsReadyWithoutTheFollowAssets(t *testing.T) 
 		require.NoError(t, err, "the server refuses %s", streamFiles[name])
 	}
 	_, err = js.CreateConsumer(ctx, worker.RequestStream, loadConsumerFile(t, worker.ConsumerName))
+	require.NoError(t, err)
+	_, err = js.CreateStream(ctx, loadStreamFile(t, worker.InFlightStream))
+	require.NoError(t, err)
+	_, err = js.CreateConsumer(ctx, worker.InFlightStream, loadConsumerFile(t, worker.InFlightConsumer))
 	require.NoError(t, err)
 	w := runWorker(t, deployedWorkerConfig(t, false), ns)
 	require.Eventually(t, func() bool { return w.Ready() == nil }, 10*time.Second, 20*time.Millisecond,

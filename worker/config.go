@@ -57,8 +57,8 @@ type Config struct {
 	Concurrency int
 	// MaxInFlight bounds the cancel and GET calls in flight across every
 	// instance that shares the consumers (jetstream mode), whatever their
-	// number and Concurrency: it is split between the consumers'
-	// MaxAckPending (see inFlightShares). At least MinMaxInFlight.
+	// number and Concurrency: the stream CCKM_CANCEL_INFLIGHT holds one
+	// permit per call (see permits). At least MinMaxInFlight.
 	MaxInFlight int
 	// Provision creates missing streams and the consumer.
 	Provision bool
@@ -183,31 +183,29 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// MinMaxInFlight is the least MaxInFlight: one call for requests and one
-// for follows, as each consumer needs a MaxAckPending of at least 1.
-const MinMaxInFlight = 2
+// MinMaxInFlight is the least MaxInFlight: one call at a time.
+const MinMaxInFlight = 1
 
-// followShareDivisor gives the follow consumer an eighth of MaxInFlight:
-// a follow is one GET per poll, spread over minutes, while the requests
-// are what an incident asks for at once.
-const followShareDivisor = 8
+// requestsPending is the request consumer's MaxAckPending: twice
+// MaxInFlight, the calls the permits allow and as many again waiting for a
+// permit or having their result stored. The permits bound the calls; this
+// only keeps the instances from taking in requests they could not start
+// soon, which are better left in the stream for an instance that starts
+// later.
+func (c *Config) requestsPending() int { return 2 * c.maxInFlight() }
 
-// inFlightShares splits MaxInFlight between the request consumer and the
-// follow consumer, as their MaxAckPending. Every cancel or GET runs while
-// its message is unacknowledged, so the calls in flight across all
-// instances are at most the two MaxAckPending together: requests +
-// follows = MaxInFlight. (Messages pulled but waiting for a slot, being
-// published or waiting between polls count against it too, so the bound
-// is never exceeded, only sometimes not reached.)
-// A Config not yet defaulted splits the default the same way.
-func (c *Config) inFlightShares() (requests, follows int) {
-	n := c.MaxInFlight
-	if n <= 0 {
-		n = DefaultMaxInFlight
+// followsPending is the follow consumer's MaxAckPending: MaxInFlight
+// follows in progress at once. A task waiting between polls stays pending,
+// so this bounds the follows, not the GETs, which hold permits like the
+// cancels.
+func (c *Config) followsPending() int { return c.maxInFlight() }
+
+// maxInFlight is MaxInFlight, defaulted for a Config not yet defaulted.
+func (c *Config) maxInFlight() int {
+	if c.MaxInFlight <= 0 {
+		return DefaultMaxInFlight
 	}
-	n = max(n, MinMaxInFlight)
-	follows = max(1, n/followShareDivisor)
-	return n - follows, follows
+	return max(c.MaxInFlight, MinMaxInFlight)
 }
 
 func (c *Config) validate() error {

@@ -279,6 +279,20 @@ func (e *testEnv) provisionStreams(t *testing.T, cfg Config) {
 	require.NoError(t, err)
 	_, err = e.js.CreateConsumer(ctx, RequestStream, cfg.consumerConfig())
 	require.NoError(t, err)
+	e.createInFlight(t, cfg)
+}
+
+// createInFlight makes the permit stream and its consumer as the worker
+// does (the worker fills the stream with permits, provisioning or not).
+func (e *testEnv) createInFlight(t *testing.T, cfg Config) {
+	t.Helper()
+	cfg.setDefaults()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := e.js.CreateStream(ctx, cfg.inFlightStreamConfig())
+	require.NoError(t, err)
+	_, err = e.js.CreateConsumer(ctx, InFlightStream, cfg.inFlightConsumerConfig())
+	require.NoError(t, err)
 }
 
 func (e *testEnv) deleteStream(t *testing.T, name string) {

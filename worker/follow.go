@@ -77,11 +77,11 @@ func (c *Config) settledStreamConfig() jetstream.StreamConfig {
 }
 
 // followConsumerConfig is the durable pull consumer of the follow tasks.
-// MaxAckPending is the follows' share of MaxInFlight: a task waiting
-// between polls (NakWithDelay) stays pending, so it bounds the follows in
-// progress as well as the GETs in flight; the others wait in the stream.
+// MaxAckPending is followsPending: a task waiting between polls
+// (NakWithDelay) stays pending, so it bounds the follows in progress; the
+// others wait in the stream. The GETs hold permits like the cancels.
 func (c *Config) followConsumerConfig() jetstream.ConsumerConfig {
-	_, follows := c.inFlightShares()
+	follows := c.followsPending()
 	return jetstream.ConsumerConfig{
 		Durable:       FollowConsumer,
 		Description:   "cckm-cancel-worker instances following canceled jobs",

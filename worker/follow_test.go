@@ -166,6 +166,7 @@ func TestWithoutAFollowStreamTheRequestSettlesFalseAndIsNotRedelivered(t *testin
 	require.NoError(t, err)
 	_, err = env.js.CreateConsumer(ctx, RequestStream, cfg.consumerConfig())
 	require.NoError(t, err)
+	env.createInFlight(t, cfg)
 	settledEvents := env.watchResults(t, messages.SubjectSettled)
 	results := env.watchResults(t, messages.SubjectResults)
 

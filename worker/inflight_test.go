@@ -183,12 +183,12 @@ func TestMaxInFlightBoundsTheCallsOfEveryInstanceTogether(t *testing.T) {
 	}
 }
 
-// TestAnExistingConsumerIsBroughtToItsShareOfMaxInFlight: a consumer
-// with MaxAckPending 1000 (as an older worker made the request consumer)
-// is brought to its share of CCKM_MAX_IN_FLIGHT with provisioning on, and
-// refused with a *SettingError naming max_ack_pending with it off, for
-// the request consumer and the follow consumer alike.
-func TestAnExistingConsumerIsBroughtToItsShareOfMaxInFlight(t *testing.T) {
+// TestAnExistingConsumerIsBroughtToItsMaxAckPending: a consumer with
+// MaxAckPending 1000 (as an older worker made the request consumer) is
+// brought to what CCKM_MAX_IN_FLIGHT gives it (twice the bound for the
+// requests held, the bound for the follows in progress) with provisioning
+// on, and refused with a *SettingError naming max_ack_pending with it off.
+func TestAnExistingConsumerIsBroughtToItsMaxAckPending(t *testing.T) {
 	for _, provision := range []bool{true, false} {
 		for _, tc := range []struct{ consumer, stream string }{
 			{ConsumerName, RequestStream},
@@ -197,15 +197,15 @@ func TestAnExistingConsumerIsBroughtToItsShareOfMaxInFlight(t *testing.T) {
 			t.Run(tc.consumer+map[bool]string{true: " is corrected", false: " is refused"}[provision], func(t *testing.T) {
 				env := newTestEnv(t, cckmtest.Options{AnyJob: true})
 				cfg := testConfig(ModeJetStream)
-				cfg.MaxInFlight = 100 // requests 88, follows 12
-				want := map[string]int{ConsumerName: 88, FollowConsumer: 12}[tc.consumer]
+				cfg.MaxInFlight = 100
+				want := map[string]int{ConsumerName: 200, FollowConsumer: 100}[tc.consumer]
 
 				// Every asset as the worker makes it, then the consumer as
 				// an older worker (or an operator) left it.
 				setup := env.startWorker(t, cfg, env.client(t, nil))
 				require.Eventually(t, func() bool { return setup.followReady.Load() }, 10*time.Second, 5*time.Millisecond)
 				setup.stop(t)
-				require.Equal(t, want, storedMaxAckPending(t, env, tc.stream, tc.consumer), "made with its share")
+				require.Equal(t, want, storedMaxAckPending(t, env, tc.stream, tc.consumer), "made so")
 				setMaxAckPending(t, env, tc.stream, tc.consumer, 1000)
 
 				cfg.Provision = provision
@@ -219,7 +219,7 @@ func TestAnExistingConsumerIsBroughtToItsShareOfMaxInFlight(t *testing.T) {
 				env.startWorker(t, cfg, env.client(t, nil))
 				require.Eventually(t, func() bool {
 					return storedMaxAckPending(t, env, tc.stream, tc.consumer) == want
-				}, 10*time.Second, 10*time.Millisecond, "the consumer is brought to its share")
+				}, 10*time.Second, 10*time.Millisecond, "the consumer is brought to it")
 			})
 		}
 	}

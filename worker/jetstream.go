@@ -39,14 +39,19 @@ const (
 	maxBindRetry = 10 * time.Second
 )
 
-// runJetStream binds the consumer (retrying until it can) and consumes
-// until ctx ends. A consumer that disappears is bound again. A stream or
+// runJetStream binds the consumer and the permits (retrying until it can)
+// and consumes until ctx ends. A consumer that disappears is bound again. A stream or
 // consumer whose settings break a promise, under WORKER_PROVISION=false,
 // ends it with a *SettingError.
 func (w *Worker) runJetStream(ctx, workCtx context.Context) error {
 	wait := minBindRetry
 	for ctx.Err() == nil {
 		cons, err := w.assets.bindConsumer(ctx)
+		what := "the JetStream consumer"
+		if err == nil {
+			err = w.bindPermits(ctx, w.assets.bindInFlight)
+			what = "the CCKM_MAX_IN_FLIGHT permits"
+		}
 		var settingErr *SettingError
 		if errors.As(err, &settingErr) {
 			return err
@@ -55,7 +60,7 @@ func (w *Worker) runJetStream(ctx, workCtx context.Context) error {
 			if ctx.Err() != nil {
 				break
 			}
-			w.log.Error().Err(err).Dur("retry_in", wait).Msg("cannot bind the JetStream consumer")
+			w.log.Error().Err(err).Dur("retry_in", wait).Msg("cannot bind " + what)
 			sleepCtx(ctx, wait)
 			wait = min(2*wait, maxBindRetry)
 			continue
@@ -67,15 +72,62 @@ func (w *Worker) runJetStream(ctx, workCtx context.Context) error {
 		}
 		w.log.Info().Str("stream", RequestStream).Str("consumer", ConsumerName).
 			Int("concurrency", w.cfg.Concurrency).Dur("ack_wait", ackWait).Msg("consuming requests")
+		rebindCtx, stopRebind := context.WithCancel(ctx)
+		rebound := make(chan struct{})
+		go func() {
+			defer close(rebound)
+			w.rebindLostPermits(rebindCtx)
+		}()
 		err = w.pull(ctx, cons, budget{slots: w.slots, holds: w.holds}, ackWait, &w.bound, func(msg jetstream.Msg, release func()) settlement {
 			return w.handleRequest(workCtx, msg, release)
 		})
+		stopRebind()
+		<-rebound
 		if err != nil && ctx.Err() == nil {
 			w.log.Error().Err(err).Msg("consuming stopped; binding again")
 			sleepCtx(ctx, wait)
 		}
 	}
 	return nil
+}
+
+// bindPermits finds (or makes) the permits of CCKM_MAX_IN_FLIGHT with
+// bind and hands them out from now on.
+func (w *Worker) bindPermits(ctx context.Context, bind func(context.Context) (jetstream.Consumer, error)) error {
+	cons, err := bind(ctx)
+	if err != nil {
+		return err
+	}
+	ackWait := w.cfg.AckWait
+	if info := cons.CachedInfo(); info != nil && info.Config.AckWait > 0 {
+		ackWait = info.Config.AckWait
+	}
+	w.permits.bind(cons, ackWait)
+	return nil
+}
+
+// rebindLostPermits binds the permits again whenever a request for them
+// failed or brought none: their consumer or stream may be gone, or the
+// permits purged (by hand, or the server lost them). It makes what is
+// missing and fills the stream, until ctx ends; it corrects no setting, so
+// that instances started with other bounds do not undo each other's (the
+// last to start sets it). Calls wait meanwhile.
+func (w *Worker) rebindLostPermits(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.permits.lost:
+		}
+		for wait := minBindRetry; ctx.Err() == nil; wait = min(2*wait, maxBindRetry) {
+			err := w.bindPermits(ctx, w.assets.restoreInFlight) // logs what it makes
+			if err == nil {
+				break
+			}
+			w.log.Error().Err(err).Dur("retry_in", wait).Msg("cannot bind the CCKM_MAX_IN_FLIGHT permits")
+			sleepCtx(ctx, wait)
+		}
+	}
 }
 
 // budget bounds what a consumer takes: slots the calls in flight (a

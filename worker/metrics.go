@@ -58,6 +58,12 @@ var publishOutputs = []string{"result", "dead_letter", "follow_task", "settled"}
 // grantTypes are the grant label values of
 // cckm_cancel_cm_token_grants_total, and tokenGrantOutcomes its outcome
 // values.
+// States of cckm_cancel_cm_permits.
+const (
+	permitHeld    = "held"
+	permitWaiting = "waiting"
+)
+
 var (
 	grantTypes         = []string{"password", "refresh_token"}
 	tokenGrantOutcomes = []string{grantOK, grantRefused, grantUnreachable, grantFailed}
@@ -77,6 +83,7 @@ type Metrics struct {
 	tokenGrants  *prometheus.CounterVec
 	held         prometheus.Gauge
 	holds        prometheus.Counter
+	permits      *prometheus.GaugeVec
 }
 
 // NewMetrics creates the metrics, with every series named by the label
@@ -128,10 +135,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "cckm_cancel_cm_holds_total",
 			Help: "Times calls to CipherTrust Manager began to be held.",
 		}),
+		permits: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cckm_cancel_cm_permits",
+			Help: "CCKM_MAX_IN_FLIGHT permits this instance holds (state held), and its calls waiting for one (state waiting).",
+		}, []string{"state"}),
 	}
 	m.initSeries()
 	reg.MustRegister(m.results, m.callDuration, m.attempts, m.retries, m.redeliveries, m.inFlight,
-		m.deadLetters, m.publishFails, m.tokenGrants, m.held, m.holds)
+		m.deadLetters, m.publishFails, m.tokenGrants, m.held, m.holds, m.permits)
 	return m
 }
 
@@ -162,6 +173,8 @@ func (m *Metrics) initSeries() {
 			m.tokenGrants.WithLabelValues(grant, outcome)
 		}
 	}
+	m.permits.WithLabelValues(permitHeld)
+	m.permits.WithLabelValues(permitWaiting)
 }
 
 // ObserveCall records one HTTP attempt to CipherTrust Manager; status is
@@ -261,6 +274,14 @@ func (m *Metrics) setHeld(held bool) {
 		return
 	}
 	m.held.Set(0)
+}
+
+// setPermits records the permits held and the calls waiting for one.
+func (m *Metrics) setPermits(held, waiting int) {
+	if m != nil {
+		m.permits.WithLabelValues(permitHeld).Set(float64(held))
+		m.permits.WithLabelValues(permitWaiting).Set(float64(waiting))
+	}
 }
 
 // LoginGauge is cckm_cancel_cm_login_refused: 1 after CipherTrust Manager

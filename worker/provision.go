@@ -104,10 +104,9 @@ func deadLetterSubjects() []string {
 // deliveries itself and ends a request with a failed result and a dead
 // letter after MaxDeliveries, so a request whose last result could not be
 // published is still delivered once more to publish it. MaxAckPending is
-// the requests' share of MaxInFlight: the bound on the cancels in flight
-// across every instance.
+// requestsPending: the permits, not the consumer, bound the calls.
 func (c *Config) consumerConfig() jetstream.ConsumerConfig {
-	requests, _ := c.inFlightShares()
+	requests := c.requestsPending()
 	return jetstream.ConsumerConfig{
 		Durable:       ConsumerName,
 		Description:   "cckm-cancel-worker instances",
@@ -279,7 +278,7 @@ func (p *provisioner) checkResultStream(ctx context.Context, ackWait time.Durati
 
 // checkConsumer puts right an existing request consumer: explicit acks, a
 // pull consumer, MaxDeliver unlimited or at least MaxDeliveries,
-// MaxAckPending the requests' share of MaxInFlight, and a filter that
+// MaxAckPending requestsPending, and a filter that
 // leaves out no request subject. Settings the server cannot
 // change in place (ack policy, push delivery) are corrected by creating
 // the consumer again; the work queue keeps every request meanwhile.
@@ -287,22 +286,13 @@ func (p *provisioner) checkConsumer(ctx context.Context, cons jetstream.Consumer
 	cfg := cons.CachedInfo().Config
 	asset := "consumer " + ConsumerName
 	recreate := false
-	var fixes []correction
-	if cfg.AckPolicy != jetstream.AckExplicitPolicy {
-		fixes = append(fixes, correction{setting: "ack_policy", problem: "is not explicit: a request would be taken as done before its result is stored",
-			apply: func() { recreate = true }})
-	}
-	if cfg.DeliverSubject != "" {
-		fixes = append(fixes, correction{setting: "deliver_subject", problem: "makes it a push consumer; the worker pulls",
-			apply: func() { recreate = true }})
-	}
+	fixes := pullConsumerFixes(cfg, &recreate, "a request would be taken as done before its result is stored")
 	if cfg.MaxDeliver > 0 && cfg.MaxDeliver < p.cfg.MaxDeliveries {
 		fixes = append(fixes, correction{setting: "max_deliver",
 			problem: fmt.Sprintf("%d is below WORKER_MAX_DELIVERIES (%d): a request would be dropped with no result", cfg.MaxDeliver, p.cfg.MaxDeliveries),
 			apply:   func() { cfg.MaxDeliver = -1 }})
 	}
-	requests, _ := p.cfg.inFlightShares()
-	if fix, ok := p.maxAckPendingFix(&cfg, requests, "requests"); ok {
+	if fix, ok := p.maxAckPendingFix(&cfg, p.cfg.requestsPending(), "requests held", "twice "); ok {
 		fixes = append(fixes, fix)
 	}
 	filters := cfg.FilterSubjects
@@ -331,26 +321,43 @@ func (p *provisioner) checkConsumer(ctx context.Context, cons jetstream.Consumer
 	return updated, nil
 }
 
-// maxAckPendingFix corrects a consumer's MaxAckPending that is not share,
-// the part of CCKM_MAX_IN_FLIGHT its consumer is given: a larger one lets
-// more calls run at once across the instances than the bound, a smaller
-// one holds them below it. what names the share in the problem.
-func (p *provisioner) maxAckPendingFix(cfg *jetstream.ConsumerConfig, share int, what string) (correction, bool) {
-	if cfg.MaxAckPending == share {
+// pullConsumerFixes are the corrections of a consumer that is not a pull
+// consumer with explicit acks, which only creating it again can make:
+// they set *recreate. lost says what an ack policy other than explicit
+// loses.
+func pullConsumerFixes(cfg jetstream.ConsumerConfig, recreate *bool, lost string) []correction {
+	var fixes []correction
+	if cfg.AckPolicy != jetstream.AckExplicitPolicy {
+		fixes = append(fixes, correction{setting: "ack_policy", problem: "is not explicit: " + lost,
+			apply: func() { *recreate = true }})
+	}
+	if cfg.DeliverSubject != "" {
+		fixes = append(fixes, correction{setting: "deliver_subject", problem: "makes it a push consumer; the worker pulls",
+			apply: func() { *recreate = true }})
+	}
+	return fixes
+}
+
+// maxAckPendingFix corrects a consumer's MaxAckPending that is not want,
+// times CCKM_MAX_IN_FLIGHT: a smaller one keeps the calls below the bound
+// (a request or follow that holds a message and waits counts against it),
+// a larger one lets the instances take in more than they can start. what
+// names the messages it bounds, times how want is the bound ("twice ").
+func (p *provisioner) maxAckPendingFix(cfg *jetstream.ConsumerConfig, want int, what, times string) (correction, bool) {
+	if cfg.MaxAckPending == want {
 		return correction{}, false
 	}
 	return correction{setting: "max_ack_pending",
-		problem: fmt.Sprintf("%d is not the %s' share (%d) of CCKM_MAX_IN_FLIGHT (%d): the calls in flight across the instances would not keep to it",
-			cfg.MaxAckPending, what, share, p.cfg.MaxInFlight),
-		apply: func() { cfg.MaxAckPending = share }}, true
+		problem: fmt.Sprintf("%d is not %sCCKM_MAX_IN_FLIGHT (%d), the most %s across the instances",
+			cfg.MaxAckPending, times, p.cfg.MaxInFlight, what),
+		apply: func() { cfg.MaxAckPending = want }}, true
 }
 
 // checkFollowConsumer puts right an existing follow consumer:
-// MaxAckPending the follows' share of MaxInFlight.
+// MaxAckPending followsPending.
 func (p *provisioner) checkFollowConsumer(ctx context.Context, cons jetstream.Consumer) (jetstream.Consumer, error) {
 	cfg := cons.CachedInfo().Config
-	_, follows := p.cfg.inFlightShares()
-	fix, ok := p.maxAckPendingFix(&cfg, follows, "follows")
+	fix, ok := p.maxAckPendingFix(&cfg, p.cfg.followsPending(), "follows in progress", "")
 	if !ok {
 		return cons, nil
 	}

@@ -41,6 +41,7 @@ type Worker struct {
 	inFlight sync.WaitGroup  // handlers running
 	pool     *goPool         // the goroutines handlers run on
 	keep     *keeper         // InProgress for every message held
+	permits  *permits        // jetstream mode: CCKM_MAX_IN_FLIGHT across the instances
 	memory   *deliveryMemory // what earlier deliveries learned
 
 	drainOver   chan struct{} // closed when the shutdown deadline has passed
@@ -76,10 +77,14 @@ func New(cfg Config, nc *nats.Conn, canceler Canceler, log zerolog.Logger, metri
 		memory:    newDeliveryMemory(cfg.redeliveryHorizon(cfg.AckWait)),
 		drainOver: make(chan struct{}),
 	}
+	if cfg.Mode == ModeJetStream {
+		w.permits = newPermits(log, metrics, w.now)
+		w.canceler = permitted{Canceler: canceler, permits: w.permits}
+	}
 	w.out = newOutputs(&w.cfg, nc, js, log, metrics, &w.counts)
 	w.out.trace = w.trace
 	w.assets = &provisioner{js: js, cfg: &w.cfg, log: log, out: w.out}
-	w.follow = &follower{cfg: &w.cfg, canceler: canceler, out: w.out, assets: w.assets, log: log, now: w.now, trace: w.trace}
+	w.follow = &follower{cfg: &w.cfg, canceler: w.canceler, out: w.out, assets: w.assets, log: log, now: w.now, trace: w.trace}
 	return w, nil
 }
 
@@ -148,6 +153,17 @@ func (w *Worker) Run(ctx context.Context) error {
 		stopKeeper()
 		<-keeperDone
 	}()
+	if w.permits != nil {
+		permitsDone := make(chan struct{})
+		go func() {
+			defer close(permitsDone)
+			w.permits.run(keeperCtx)
+		}()
+		defer func() {
+			stopKeeper()
+			<-permitsDone
+		}()
+	}
 
 	// Follows are polled in jetstream mode, and in core mode when the NATS
 	// server has JetStream. A follow consumer that cannot be used as it is
@@ -192,6 +208,9 @@ func (w *Worker) Run(ctx context.Context) error {
 			Msg("work in flight did not finish in time; abandoning it (jetstream mode redelivers it)")
 		cancelWork()
 		<-done
+	}
+	if w.permits != nil {
+		w.permits.close() // no call is left to use them
 	}
 	return err
 }

@@ -92,7 +92,7 @@ var settings = []setting{
 	{env: "CCKM_RATE_BURST", def: strconv.Itoa(worker.DefaultRateBurst), usage: "attempts that may go at once above CCKM_RATE_LIMIT"},
 	{env: "WORKER_MODE", def: string(worker.ModeJetStream), usage: "jetstream or core"},
 	{env: "WORKER_CONCURRENCY", def: strconv.Itoa(worker.DefaultConcurrency), usage: "calls to CipherTrust Manager in flight"},
-	{env: "CCKM_MAX_IN_FLIGHT", def: strconv.Itoa(worker.DefaultMaxInFlight), usage: "cancel and GET calls in flight across every instance sharing the consumers (at least 2; an eighth, at least 1, for follows)"},
+	{env: "CCKM_MAX_IN_FLIGHT", def: strconv.Itoa(worker.DefaultMaxInFlight), usage: "cancel and GET calls in flight across every instance sharing the consumers (at least 1), one permit each in the stream CCKM_CANCEL_INFLIGHT"},
 	{env: "WORKER_PROVISION", def: "true", usage: "create missing streams and the consumer"},
 	{env: "WORKER_ACK_WAIT", def: worker.DefaultAckWait.String(), usage: "the consumer's ack wait, when the worker creates it"},
 	{env: "WORKER_MAX_DELIVERIES", def: strconv.Itoa(worker.DefaultMaxDeliveries), usage: "deliveries before a transient failure becomes a failed result and a dead letter"},

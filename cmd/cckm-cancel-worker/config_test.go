@@ -223,7 +223,6 @@ func TestABadSettingIsAnErrorNamingIt(t *testing.T) {
 		{"CCKM_MAX_IN_FLIGHT must be a number", minimalEnv.with(envMap{"CCKM_MAX_IN_FLIGHT": "many"}), nil, "CCKM_MAX_IN_FLIGHT"},
 		{"CCKM_MAX_IN_FLIGHT must not be 0", minimalEnv.with(envMap{"CCKM_MAX_IN_FLIGHT": "0"}), nil, "CCKM_MAX_IN_FLIGHT"},
 		{"CCKM_MAX_IN_FLIGHT must not be negative", minimalEnv.with(envMap{"CCKM_MAX_IN_FLIGHT": "-5"}), nil, "CCKM_MAX_IN_FLIGHT"},
-		{"CCKM_MAX_IN_FLIGHT must leave one call for requests and one for follows", minimalEnv.with(envMap{"CCKM_MAX_IN_FLIGHT": "1"}), nil, "CCKM_MAX_IN_FLIGHT"},
 		{"a bad --cckm-max-in-flight is named like its variable", minimalEnv, []string{"--cckm-max-in-flight=1.5"}, "CCKM_MAX_IN_FLIGHT"},
 		{"WORKER_PROVISION must be a boolean", minimalEnv.with(envMap{"WORKER_PROVISION": "maybe"}), nil, "WORKER_PROVISION"},
 		{"CCKM_TIMEOUT must be a duration", minimalEnv.with(envMap{"CCKM_TIMEOUT": "fast"}), nil, "CCKM_TIMEOUT"},

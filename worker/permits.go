@@ -1,0 +1,540 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/cckm/cckm-cancel-worker/cckmclient"
+	"github.com/cckm/cckm-cancel-worker/messages"
+)
+
+// The bound on calls in flight across instances (CCKM_MAX_IN_FLIGHT).
+//
+// The stream CCKM_CANCEL_INFLIGHT holds exactly MaxInFlight messages, the
+// permits, read by every instance through one durable consumer,
+// cckm-cancel-inflight. A cancel or GET runs only while its instance holds
+// a permit, that is, a message it was delivered and has not acknowledged:
+// the server delivers each message to one consumer at a time, so the
+// calls in flight across the instances never outnumber the permits,
+// whatever the number of instances. An instance that dies gives its
+// permits back by not reporting progress on them: they are delivered
+// again after the ack wait.
+//
+// A permit is not given back after every call, which would cost a round
+// trip to the server per call: the instance keeps it for its next call,
+// gives it back (Nak, so another instance can have it at once) after
+// permitIdle without one, and after a call once it has held it for
+// permitRotation, so that instances that all stay busy still share the
+// permits. A permit held is kept alive (InProgress) by a keeper of its
+// own, apart from the requests'.
+//
+// Only the calls hold permits: a request waiting for its result to be
+// stored holds none, so a bound that the calls do not reach costs nothing.
+// (The consumers' MaxAckPending bounds the messages held, at twice the
+// bound for requests, never the calls.)
+
+// Names of the bound's assets.
+const (
+	// InFlightStream holds the permits.
+	InFlightStream = "CCKM_CANCEL_INFLIGHT"
+	// InFlightConsumer hands the permits out.
+	InFlightConsumer = "cckm-cancel-inflight"
+	// inFlightSubject is the permits' subject.
+	inFlightSubject = messages.SubjectPrefix + "inflight.permit"
+)
+
+// How long an instance keeps a permit.
+const (
+	// permitIdle is how long an instance keeps a permit no call needs.
+	permitIdle = 250 * time.Millisecond
+	// permitRotation is how long an instance keeps a permit while its
+	// calls keep needing it; then it is given back after the call.
+	permitRotation = time.Second
+	// permitFetchWait is how long one request for permits waits at the
+	// server; it is asked again while calls still wait.
+	permitFetchWait = time.Second
+	// permitFetchErrorWait is the pause after a request for permits that
+	// failed.
+	permitFetchErrorWait = time.Second
+)
+
+func (c *Config) inFlightStreamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        InFlightStream,
+		Description: "One message per call to CipherTrust Manager that may be in flight across the instances (CCKM_MAX_IN_FLIGHT)",
+		Subjects:    []string{inFlightSubject},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		MaxMsgs:     int64(c.MaxInFlight),
+		Discard:     jetstream.DiscardNew,
+	}
+}
+
+// inFlightConsumerConfig: no MaxDeliver (a permit is delivered again and
+// again, for ever) and no MaxAckPending (the stream holds the bound).
+func (c *Config) inFlightConsumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       InFlightConsumer,
+		Description:   "cckm-cancel-worker instances taking turns at calling CipherTrust Manager",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       c.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: -1,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+}
+
+// permit is one permit an instance holds.
+type permit struct {
+	msg  jetstream.Msg
+	got  time.Time // when it was delivered
+	idle time.Time // while unused: since when
+}
+
+// permits are the permits this instance holds, and the calls waiting for
+// one. It is safe for concurrent use.
+type permits struct {
+	keep    *keeper
+	log     zerolog.Logger
+	metrics *Metrics
+	now     func() time.Time
+
+	mu      sync.Mutex
+	cons    jetstream.Consumer // nil until bound
+	ackWait time.Duration
+	closed  bool
+	free    []permit      // held and unused, the most recently used last
+	inUse   int           // held by a call
+	waiters []chan permit // calls waiting, first come first served
+	asked   int           // permits asked for and not yet delivered
+	lastErr time.Time     // when a failed request for permits was last logged
+
+	// lost is signalled when a request for permits failed or brought
+	// none, to have the consumer and stream looked up, and bound again.
+	lost chan struct{}
+}
+
+func newPermits(log zerolog.Logger, metrics *Metrics, now func() time.Time) *permits {
+	return &permits{keep: newKeeper(), log: log, metrics: metrics, now: now, lost: make(chan struct{}, 1)}
+}
+
+// bind starts handing out permits of cons; calls wait until then. It may be
+// called again with the consumer bound anew.
+func (p *permits) bind(cons jetstream.Consumer, ackWait time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cons, p.ackWait = cons, ackWait
+	p.askLocked()
+}
+
+// acquire waits for a permit until ctx ends.
+func (p *permits) acquire(ctx context.Context) (permit, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return permit{}, errPermitsClosed
+	}
+	if n := len(p.free); n > 0 {
+		held := p.free[n-1]
+		p.free = p.free[:n-1]
+		p.inUse++
+		p.mu.Unlock()
+		return held, nil
+	}
+	handed := make(chan permit, 1)
+	p.waiters = append(p.waiters, handed)
+	p.askLocked()
+	p.gaugeLocked()
+	p.mu.Unlock()
+
+	select {
+	case held := <-handed:
+		return held, nil
+	case <-ctx.Done():
+	}
+	p.mu.Lock()
+	if i := slices.Index(p.waiters, handed); i >= 0 {
+		p.waiters = slices.Delete(p.waiters, i, i+1)
+		p.gaugeLocked()
+		p.mu.Unlock()
+		return permit{}, ctx.Err()
+	}
+	p.mu.Unlock()
+	p.release(<-handed) // handed over as ctx ended
+	return permit{}, ctx.Err()
+}
+
+var errPermitsClosed = fmt.Errorf("the worker is stopping")
+
+// release is called when the call that held held is over.
+func (p *permits) release(held permit) {
+	now := p.now()
+	p.mu.Lock()
+	p.inUse--
+	if p.closed || now.Sub(held.got) >= permitRotation {
+		p.askLocked() // a local waiter asks the server, with every other instance
+		p.gaugeLocked()
+		p.mu.Unlock()
+		p.giveBack(held)
+		return
+	}
+	p.placeLocked(held, now)
+	p.mu.Unlock()
+}
+
+// placeLocked gives a permit to the first call waiting, or keeps it unused.
+// The caller holds p.mu.
+func (p *permits) placeLocked(held permit, now time.Time) {
+	if len(p.waiters) > 0 {
+		handed := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		p.inUse++
+		handed <- held // buffered: never blocks
+		p.gaugeLocked()
+		return
+	}
+	held.idle = now
+	p.free = append(p.free, held)
+	p.gaugeLocked()
+}
+
+// giveBack returns a permit to the server for any instance to take.
+func (p *permits) giveBack(held permit) {
+	p.keep.release(held.msg)
+	if err := held.msg.Nak(); err != nil {
+		p.log.Debug().Err(err).Msg("cannot give a CCKM_MAX_IN_FLIGHT permit back; it returns after the ack wait")
+	}
+}
+
+// askLocked asks the server for as many permits as calls wait for and
+// have not been asked for. The caller holds p.mu.
+func (p *permits) askLocked() {
+	want := len(p.waiters) - p.asked
+	if want <= 0 || p.cons == nil || p.closed {
+		return
+	}
+	p.asked += want
+	go p.fetch(p.cons, p.ackWait, want)
+}
+
+// fetch asks cons for n permits and places each as it comes.
+func (p *permits) fetch(cons jetstream.Consumer, ackWait time.Duration, n int) {
+	got := 0
+	batch, err := cons.Fetch(n, jetstream.FetchMaxWait(permitFetchWait))
+	if err == nil {
+		for msg := range batch.Messages() {
+			got++
+			now := p.now()
+			p.keep.hold(msg, ackWait, now)
+			p.mu.Lock()
+			p.asked--
+			if p.closed {
+				p.mu.Unlock()
+				p.giveBack(permit{msg: msg})
+				continue
+			}
+			p.placeLocked(permit{msg: msg, got: now}, now)
+			p.mu.Unlock()
+		}
+		err = batch.Error()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.asked -= n - got
+	if err != nil || got == 0 {
+		// The consumer or its stream may be gone (the errors say so in
+		// more ways than one: not found, deleted, no responders), or the
+		// permits purged, which no error says: have the worker look and
+		// put them right, which costs little when all is well.
+		select {
+		case p.lost <- struct{}{}:
+		default:
+		}
+	}
+	if err == nil {
+		p.askLocked() // calls still waiting: ask again
+		return
+	}
+	if now := p.now(); now.Sub(p.lastErr) >= time.Minute {
+		p.lastErr = now
+		p.log.Warn().Err(err).Str("consumer", InFlightConsumer).Msg("cannot get CCKM_MAX_IN_FLIGHT permits; calls wait")
+	}
+	time.AfterFunc(permitFetchErrorWait, func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.askLocked()
+	})
+}
+
+// run keeps the permits held alive, and gives back those no call used for
+// permitIdle, until ctx ends.
+func (p *permits) run(ctx context.Context) {
+	kept := make(chan struct{})
+	go func() {
+		defer close(kept)
+		p.keep.run(ctx)
+	}()
+	defer func() { <-kept }()
+	ticker := time.NewTicker(permitIdle / 2)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		p.mu.Lock()
+		cutoff := p.now().Add(-permitIdle)
+		var idle []permit
+		p.free = slices.DeleteFunc(p.free, func(held permit) bool {
+			if held.idle.After(cutoff) {
+				return false
+			}
+			idle = append(idle, held)
+			return true
+		})
+		if len(idle) > 0 {
+			p.gaugeLocked()
+		}
+		p.mu.Unlock()
+		for _, held := range idle {
+			p.giveBack(held)
+		}
+	}
+}
+
+// close gives back every unused permit, and each one in use when its call
+// ends; no call gets one after.
+func (p *permits) close() {
+	p.mu.Lock()
+	p.closed = true
+	free := p.free
+	p.free = nil
+	p.gaugeLocked()
+	p.mu.Unlock()
+	for _, held := range free {
+		p.giveBack(held)
+	}
+}
+
+// held is the number of permits this instance holds.
+func (p *permits) held() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.inUse + len(p.free)
+}
+
+// gaugeLocked shows the permits held and the calls waiting; the caller
+// holds p.mu.
+func (p *permits) gaugeLocked() {
+	p.metrics.setPermits(p.inUse+len(p.free), len(p.waiters))
+}
+
+// permitted is a Canceler whose every call runs under a permit.
+type permitted struct {
+	Canceler
+	permits *permits
+}
+
+func (c permitted) Cancel(ctx context.Context, kind messages.Kind, id string) (cckmclient.Response, error) {
+	held, err := c.permits.acquire(ctx)
+	if err != nil {
+		return cckmclient.Response{}, notSent("cancel", kind, id, err)
+	}
+	defer c.permits.release(held)
+	return c.Canceler.Cancel(ctx, kind, id)
+}
+
+func (c permitted) Get(ctx context.Context, kind messages.Kind, id string) (cckmclient.Response, error) {
+	held, err := c.permits.acquire(ctx)
+	if err != nil {
+		return cckmclient.Response{}, notSent("get", kind, id, err)
+	}
+	defer c.permits.release(held)
+	return c.Canceler.Get(ctx, kind, id)
+}
+
+// notSent is the error of a call that found no permit in time: nothing
+// was sent, and a later delivery may succeed.
+func notSent(op string, kind messages.Kind, id string, err error) error {
+	return &cckmclient.UnreachableError{Op: fmt.Sprintf("%s %s %s", op, kind, id),
+		Err: fmt.Errorf("%w: no CCKM_MAX_IN_FLIGHT permit was free (%w)", cckmclient.ErrNotSent, err)}
+}
+
+// bindInFlight finds (or creates) CCKM_CANCEL_INFLIGHT and its consumer,
+// checks both, and fills the stream to MaxInFlight permits.
+func (p *provisioner) bindInFlight(ctx context.Context) (jetstream.Consumer, error) {
+	want := p.cfg.inFlightStreamConfig()
+	exists, err := p.ensureStream(ctx, want)
+	if err != nil {
+		return nil, err
+	}
+	if !exists {
+		return nil, fmt.Errorf("stream %s does not exist and WORKER_PROVISION is false: CCKM_MAX_IN_FLIGHT cannot be kept", InFlightStream)
+	}
+	if err := p.checkInFlightStream(ctx); err != nil {
+		return nil, err
+	}
+	return p.inFlightConsumer(ctx, true)
+}
+
+// restoreInFlight makes again what is missing of the permits, without
+// checking settings: the consumer, and the permits up to the stream's
+// limit, which another instance may have set to its own bound.
+func (p *provisioner) restoreInFlight(ctx context.Context) (jetstream.Consumer, error) {
+	exists, err := p.ensureStream(ctx, p.cfg.inFlightStreamConfig())
+	if err != nil {
+		return nil, err
+	}
+	if !exists {
+		return nil, fmt.Errorf("stream %s does not exist and WORKER_PROVISION is false: CCKM_MAX_IN_FLIGHT cannot be kept", InFlightStream)
+	}
+	return p.inFlightConsumer(ctx, false)
+}
+
+// inFlightConsumer finds (or creates) the permit consumer, checks it when
+// check is true, and fills the stream.
+func (p *provisioner) inFlightConsumer(ctx context.Context, check bool) (jetstream.Consumer, error) {
+	cons, err := p.js.Consumer(ctx, InFlightStream, InFlightConsumer)
+	switch {
+	case err == nil && check:
+		cons, err = p.checkInFlightConsumer(ctx, cons)
+	case err == nil:
+	case !errors.Is(err, jetstream.ErrConsumerNotFound):
+		err = fmt.Errorf("look up consumer %s: %w", InFlightConsumer, err)
+	case !p.cfg.Provision:
+		err = fmt.Errorf("consumer %s on %s does not exist and WORKER_PROVISION is false: CCKM_MAX_IN_FLIGHT cannot be kept", InFlightConsumer, InFlightStream)
+	default:
+		cons, err = p.js.CreateConsumer(ctx, InFlightStream, p.cfg.inFlightConsumerConfig())
+		if errors.Is(err, jetstream.ErrConsumerExists) {
+			cons, err = p.js.Consumer(ctx, InFlightStream, InFlightConsumer)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return cons, p.fillInFlight(ctx)
+}
+
+// checkInFlightStream puts right an existing CCKM_CANCEL_INFLIGHT: it holds
+// MaxInFlight permits, and refuses more. A stream made for another bound
+// is brought to this one: the last instance to start sets the bound for
+// all, and says so.
+func (p *provisioner) checkInFlightStream(ctx context.Context) error {
+	stream, err := p.js.Stream(ctx, InFlightStream)
+	if err != nil {
+		return fmt.Errorf("look up stream %s: %w", InFlightStream, err)
+	}
+	cfg := stream.CachedInfo().Config
+	want := int64(p.cfg.MaxInFlight)
+	var fixes []correction
+	if cfg.MaxMsgs != want {
+		fixes = append(fixes, correction{setting: "max_msgs",
+			problem: fmt.Sprintf("of %d is not CCKM_MAX_IN_FLIGHT (%d): it holds one permit per call that may be in flight", cfg.MaxMsgs, want),
+			apply:   func() { cfg.MaxMsgs = want }})
+	}
+	if cfg.Discard != jetstream.DiscardNew {
+		fixes = append(fixes, correction{setting: "discard",
+			problem: "is not new: a permit published beyond the bound would push out one in use",
+			apply:   func() { cfg.Discard = jetstream.DiscardNew }})
+	}
+	if !slices.Equal(cfg.Subjects, []string{inFlightSubject}) {
+		fixes = append(fixes, correction{setting: "subjects",
+			problem: "is not " + inFlightSubject + " alone: other messages would be taken for permits",
+			apply:   func() { cfg.Subjects = []string{inFlightSubject} }})
+	}
+	if err := p.correct("stream "+InFlightStream, fixes); err != nil || len(fixes) == 0 {
+		return err
+	}
+	if _, err := p.js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("update stream %s: %w", InFlightStream, err)
+	}
+	// A smaller bound: a discard-new stream keeps what it holds until
+	// purged. Calls under the permits purged end as they would; the
+	// instances holding them give them up within permitRotation.
+	if held := stream.CachedInfo().State.Msgs; held <= uint64(want) {
+		return nil
+	}
+	if err := stream.Purge(ctx, jetstream.WithPurgeKeep(uint64(want))); err != nil {
+		return fmt.Errorf("purge stream %s to %d permits: %w", InFlightStream, want, err)
+	}
+	return nil
+}
+
+// checkInFlightConsumer puts right an existing permit consumer: explicit
+// acks, pulled, never giving up on a permit, and no filter.
+func (p *provisioner) checkInFlightConsumer(ctx context.Context, cons jetstream.Consumer) (jetstream.Consumer, error) {
+	cfg := cons.CachedInfo().Config
+	recreate := false
+	fixes := pullConsumerFixes(cfg, &recreate, "a permit would be taken once and lost")
+	if cfg.MaxDeliver > 0 {
+		fixes = append(fixes, correction{setting: "max_deliver", problem: "is limited: a permit delivered that often would be lost",
+			apply: func() { cfg.MaxDeliver = -1 }})
+	}
+	if cfg.MaxAckPending > 0 && cfg.MaxAckPending < p.cfg.MaxInFlight {
+		fixes = append(fixes, correction{setting: "max_ack_pending",
+			problem: fmt.Sprintf("of %d is below CCKM_MAX_IN_FLIGHT (%d): fewer calls would run than the bound allows", cfg.MaxAckPending, p.cfg.MaxInFlight),
+			apply:   func() { cfg.MaxAckPending = -1 }})
+	}
+	if cfg.FilterSubject != "" || len(cfg.FilterSubjects) > 0 {
+		fixes = append(fixes, correction{setting: "filter_subjects", problem: "leaves permits out",
+			apply: func() { cfg.FilterSubject, cfg.FilterSubjects = "", nil }})
+	}
+	asset := "consumer " + InFlightConsumer
+	if err := p.correct(asset, fixes); err != nil || len(fixes) == 0 {
+		return cons, err
+	}
+	if recreate {
+		if err := p.js.DeleteConsumer(ctx, InFlightStream, InFlightConsumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil, fmt.Errorf("delete consumer %s: %w", InFlightConsumer, err)
+		}
+		created, err := p.js.CreateConsumer(ctx, InFlightStream, p.cfg.inFlightConsumerConfig())
+		if errors.Is(err, jetstream.ErrConsumerExists) {
+			return p.js.Consumer(ctx, InFlightStream, InFlightConsumer)
+		}
+		return created, err
+	}
+	updated, err := p.js.UpdateConsumer(ctx, InFlightStream, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("update consumer %s: %w", InFlightConsumer, err)
+	}
+	return updated, nil
+}
+
+// fillInFlight publishes permits until the stream holds as many as its
+// max_msgs, the bound (MaxInFlight once checked). The stream refuses any
+// beyond (discard new), so instances filling it at once still make
+// exactly that many.
+func (p *provisioner) fillInFlight(ctx context.Context) error {
+	stream, err := p.js.Stream(ctx, InFlightStream)
+	if err != nil {
+		return fmt.Errorf("look up stream %s: %w", InFlightStream, err)
+	}
+	info := stream.CachedInfo()
+	bound := info.Config.MaxMsgs
+	if bound <= 0 {
+		bound = int64(p.cfg.MaxInFlight)
+	}
+	missing := bound - int64(info.State.Msgs)
+	for range missing {
+		if _, err := p.js.Publish(ctx, inFlightSubject, nil); err != nil {
+			if strings.Contains(err.Error(), "maximum messages exceeded") {
+				break // another instance filled it
+			}
+			return fmt.Errorf("publish a permit to %s: %w", InFlightStream, err)
+		}
+	}
+	if missing > 0 {
+		p.log.Info().Str("stream", InFlightStream).Int64("permits", missing).Int64("max_in_flight", bound).
+			Msg("added CCKM_MAX_IN_FLIGHT permits")
+	}
+	return nil
+}

@@ -1,0 +1,244 @@
+package worker
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cckm/cckm-cancel-worker/cckmclient/cckmtest"
+	"github.com/cckm/cckm-cancel-worker/messages"
+)
+
+// inFlightInfo is the permit stream as stored.
+func inFlightInfo(t *testing.T, env *testEnv) *jetstream.StreamInfo {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	stream, err := env.js.Stream(ctx, InFlightStream)
+	require.NoError(t, err)
+	info, err := stream.Info(ctx)
+	require.NoError(t, err)
+	return info
+}
+
+// bindTestPermits binds permits of maxInFlight, with the given ack wait,
+// as an instance would; keepAlive runs their keeper and idle sweep (an
+// instance that lives), else they are never reported (one that died).
+func bindTestPermits(t *testing.T, env *testEnv, maxInFlight int, ackWait time.Duration, keepAlive bool) *permits {
+	t.Helper()
+	cfg := testConfig(ModeJetStream)
+	cfg.MaxInFlight = maxInFlight
+	cfg.AckWait = ackWait
+	cfg.setDefaults()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cons, err := (&provisioner{js: env.js, cfg: &cfg, log: zerolog.Nop()}).bindInFlight(ctx)
+	require.NoError(t, err)
+	p := newPermits(zerolog.Nop(), nil, time.Now)
+	if keepAlive {
+		runCtx, stop := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Go(func() { p.run(runCtx) })
+		t.Cleanup(func() {
+			stop()
+			wg.Wait()
+		})
+	}
+	p.bind(cons, ackWait)
+	return p
+}
+
+// acquireWithin takes a permit of p within d, or reports that none came.
+func acquireWithin(p *permits, d time.Duration) (permit, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return p.acquire(ctx)
+}
+
+// TestThePermitStreamHoldsExactlyTheBound: three instances starting at
+// once make exactly CCKM_MAX_IN_FLIGHT permits; one started with a smaller
+// bound brings the stream down to it; one with another bound and
+// provisioning off is refused, naming max_msgs.
+func TestThePermitStreamHoldsExactlyTheBound(t *testing.T) {
+	env := newTestEnv(t, cckmtest.Options{AnyJob: true})
+	cfg := testConfig(ModeJetStream)
+	cfg.MaxInFlight = 7
+	var wg sync.WaitGroup
+	workers := make([]*runningWorker, 3)
+	for i := range workers {
+		wg.Go(func() { workers[i] = env.startWorker(t, cfg, env.client(t, nil)) })
+	}
+	wg.Wait()
+	info := inFlightInfo(t, env)
+	assert.Equal(t, uint64(7), info.State.Msgs, "one permit per call, filled by three instances at once")
+	assert.Equal(t, int64(7), info.Config.MaxMsgs)
+	for _, w := range workers {
+		w.stop(t)
+	}
+
+	cfg.MaxInFlight = 3
+	env.startWorker(t, cfg, env.client(t, nil)).stop(t)
+	info = inFlightInfo(t, env)
+	assert.Equal(t, uint64(3), info.State.Msgs, "brought down to the smaller bound")
+	assert.Equal(t, int64(3), info.Config.MaxMsgs)
+
+	// A stream left with another limit (by hand, say), provisioning off.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	spoilt := info.Config
+	spoilt.MaxMsgs = 9
+	_, err := env.js.UpdateStream(ctx, spoilt)
+	require.NoError(t, err)
+	cfg.Provision = false
+	requireSettingError(t, env.runForError(t, cfg), "max_msgs")
+	assert.Equal(t, int64(9), inFlightInfo(t, env).Config.MaxMsgs, "left as it was")
+}
+
+// TestPermitsAreSharedAcrossInstances: the permits of two instances
+// together never pass the bound; an instance that stops calling gives its
+// permits back within permitIdle, one that keeps calling within
+// permitRotation, and one that dies (no InProgress) after the ack wait.
+func TestPermitsAreSharedAcrossInstances(t *testing.T) {
+	const bound = 3
+
+	t.Run("idle permits go back", func(t *testing.T) {
+		t.Parallel()
+		env := newTestEnv(t, cckmtest.Options{})
+		a := bindTestPermits(t, env, bound, 10*time.Second, true)
+		b := bindTestPermits(t, env, bound, 10*time.Second, true)
+		var held []permit
+		for range bound {
+			p, err := acquireWithin(a, 5*time.Second)
+			require.NoError(t, err)
+			held = append(held, p)
+		}
+		_, err := acquireWithin(b, 300*time.Millisecond)
+		require.ErrorIs(t, err, context.DeadlineExceeded, "every permit is in use by the other instance")
+		for _, p := range held {
+			a.release(p)
+		}
+		start := time.Now()
+		for range bound {
+			_, err := acquireWithin(b, 5*time.Second)
+			require.NoError(t, err, "the idle instance gave its permits back")
+		}
+		t.Logf("all %d permits moved in %v", bound, time.Since(start))
+		_, err = acquireWithin(a, 300*time.Millisecond)
+		require.ErrorIs(t, err, context.DeadlineExceeded, "the bound holds the other way too")
+	})
+
+	t.Run("busy instances take turns", func(t *testing.T) {
+		t.Parallel()
+		env := newTestEnv(t, cckmtest.Options{})
+		a := bindTestPermits(t, env, bound, 10*time.Second, true)
+		b := bindTestPermits(t, env, bound, 10*time.Second, true)
+		ctx, stop := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		for range bound { // a keeps every permit busy, call after call
+			wg.Go(func() {
+				for ctx.Err() == nil {
+					p, err := a.acquire(ctx)
+					if err != nil {
+						return
+					}
+					time.Sleep(5 * time.Millisecond) // the call
+					a.release(p)
+				}
+			})
+		}
+		defer func() {
+			stop()
+			wg.Wait()
+		}()
+		p, err := acquireWithin(b, 5*permitRotation)
+		require.NoError(t, err, "a permit rotates to the other instance")
+		b.release(p)
+	})
+
+	t.Run("a dead instance's permits come back after the ack wait", func(t *testing.T) {
+		t.Parallel()
+		env := newTestEnv(t, cckmtest.Options{})
+		const ackWait = time.Second
+		dead := bindTestPermits(t, env, bound, ackWait, false)
+		for range bound {
+			_, err := acquireWithin(dead, 5*time.Second)
+			require.NoError(t, err)
+		}
+		alive := bindTestPermits(t, env, bound, ackWait, true)
+		start := time.Now()
+		for range bound {
+			_, err := acquireWithin(alive, 10*time.Second)
+			require.NoError(t, err)
+		}
+		assert.GreaterOrEqual(t, time.Since(start), ackWait/2, "not before the dead one's ack wait ran out")
+	})
+
+	t.Run("a call longer than the ack wait keeps its permit", func(t *testing.T) {
+		t.Parallel()
+		env := newTestEnv(t, cckmtest.Options{})
+		const ackWait = 600 * time.Millisecond
+		a := bindTestPermits(t, env, 1, ackWait, true)
+		b := bindTestPermits(t, env, 1, ackWait, true)
+		p, err := acquireWithin(a, 5*time.Second)
+		require.NoError(t, err)
+		_, err = acquireWithin(b, 4*ackWait)
+		require.ErrorIs(t, err, context.DeadlineExceeded, "reported in progress, the permit is not delivered again")
+		a.release(p)
+	})
+}
+
+// TestPermitsLostWhileTheWorkerRunsAreMadeAgain: with the permit stream
+// deleted, or its permits purged, calls wait; the worker makes them again
+// and every request still ends canceled.
+func TestPermitsLostWhileTheWorkerRunsAreMadeAgain(t *testing.T) {
+	for name, lose := range map[string]func(t *testing.T, env *testEnv){
+		"stream deleted": func(t *testing.T, env *testEnv) { env.deleteStream(t, InFlightStream) },
+		"permits purged": func(t *testing.T, env *testEnv) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			stream, err := env.js.Stream(ctx, InFlightStream)
+			require.NoError(t, err)
+			require.NoError(t, stream.Purge(ctx))
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			losePermits(t, lose)
+		})
+	}
+}
+
+func losePermits(t *testing.T, lose func(t *testing.T, env *testEnv)) {
+	env := newTestEnv(t, cckmtest.Options{AnyJob: true})
+	cfg := testConfig(ModeJetStream)
+	cfg.MaxInFlight = 4
+	cfg.MaxDeliveries = 5
+	results := env.watchResults(t, messages.SubjectResults)
+	w := env.startWorker(t, cfg, env.client(t, nil))
+
+	env.publish(t, messages.KindRefresh, messages.NewRequestID(), nil)
+	result, _ := results.next(t)
+	require.Equal(t, messages.StatusCanceled, result.Status)
+
+	lose(t, env)
+	// Once the instance has given up its idle permit, now gone, the next
+	// call must ask the server for one.
+	require.Eventually(t, func() bool { return w.permits.held() == 0 }, 5*time.Second, 10*time.Millisecond)
+	for range 5 {
+		env.publish(t, messages.KindRefresh, messages.NewRequestID(), nil)
+	}
+	for range 5 {
+		result, _ := results.next(t)
+		assert.Equal(t, messages.StatusCanceled, result.Status, "%+v", result)
+	}
+	// The first permits made again may serve every request before the
+	// last is made.
+	require.Eventually(t, func() bool { return inFlightInfo(t, env).State.Msgs == 4 }, 5*time.Second, 10*time.Millisecond,
+		"made again with the bound")
+}
