@@ -219,6 +219,10 @@ func createR3Streams(t *testing.T, js jetstream.JetStream) {
 			Replicas: 3, Duplicates: 10 * time.Minute, MaxAge: time.Hour},
 		{Name: "CCKM_CANCEL_DEAD", Subjects: dead,
 			Replicas: 3},
+		// The permits of CCKM_MAX_IN_FLIGHT's default, 256; the worker
+		// fills the stream.
+		{Name: "CCKM_CANCEL_INFLIGHT", Subjects: []string{"cckm.cancel.inflight.permit"},
+			Replicas: 3, MaxMsgs: 256, Discard: jetstream.DiscardNew},
 	}
 	for _, cfg := range configs {
 		_, err := js.CreateStream(ctx, cfg)
@@ -226,7 +230,12 @@ func createR3Streams(t *testing.T, js jetstream.JetStream) {
 	}
 	_, err := js.CreateConsumer(ctx, "CCKM_CANCEL", jetstream.ConsumerConfig{
 		Durable: "cckm-cancel-worker", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 3 * time.Second,
-		MaxDeliver: -1, MaxAckPending: 224, // the requests' share of CCKM_MAX_IN_FLIGHT's default, 256
+		MaxDeliver: -1, MaxAckPending: 512, // twice CCKM_MAX_IN_FLIGHT's default, 256
+	})
+	require.NoError(t, err)
+	_, err = js.CreateConsumer(ctx, "CCKM_CANCEL_INFLIGHT", jetstream.ConsumerConfig{
+		Durable: "cckm-cancel-inflight", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 3 * time.Second,
+		MaxDeliver: -1, MaxAckPending: -1,
 	})
 	require.NoError(t, err)
 }
