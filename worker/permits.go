@@ -446,6 +446,16 @@ func (p *provisioner) checkInFlightStream(ctx context.Context) error {
 			problem: "is not new: a permit published beyond the bound would push out one in use",
 			apply:   func() { cfg.Discard = jetstream.DiscardNew }})
 	}
+	if cfg.MaxAge != 0 {
+		fixes = append(fixes, correction{setting: "max_age",
+			problem: "is set: permits would expire while calls hold them, and be made again beside them",
+			apply:   func() { cfg.MaxAge = 0 }})
+	}
+	if cfg.MaxMsgsPerSubject > 0 && cfg.MaxMsgsPerSubject < want {
+		fixes = append(fixes, correction{setting: "max_msgs_per_subject",
+			problem: fmt.Sprintf("of %d is below CCKM_MAX_IN_FLIGHT (%d): each permit made beyond it would delete one a call may hold", cfg.MaxMsgsPerSubject, want),
+			apply:   func() { cfg.MaxMsgsPerSubject = -1 }})
+	}
 	if !slices.Equal(cfg.Subjects, []string{inFlightSubject}) {
 		fixes = append(fixes, correction{setting: "subjects",
 			problem: "is not " + inFlightSubject + " alone: other messages would be taken for permits",
@@ -487,6 +497,27 @@ func (p *provisioner) checkInFlightConsumer(ctx context.Context, cons jetstream.
 	if cfg.FilterSubject != "" || len(cfg.FilterSubjects) > 0 {
 		fixes = append(fixes, correction{setting: "filter_subjects", problem: "leaves permits out",
 			apply: func() { cfg.FilterSubject, cfg.FilterSubjects = "", nil }})
+	}
+	if len(cfg.BackOff) > 0 {
+		// The server times a redelivered permit out after the back-off
+		// step of its delivery count, not the ack wait the keeper reports
+		// against: a permit given back once could be handed to another
+		// instance while this one still calls under it.
+		fixes = append(fixes, correction{setting: "backoff",
+			problem: "is set: a permit delivered again would time out before its holder reports it in progress, and be handed to a second instance",
+			apply:   func() { cfg.BackOff, cfg.AckWait = nil, p.cfg.AckWait }})
+	}
+	if cfg.MaxRequestBatch > 0 {
+		// An instance asks for a permit per call waiting, as many as its
+		// WORKER_CONCURRENCY, in one request.
+		fixes = append(fixes, correction{setting: "max_batch",
+			problem: fmt.Sprintf("of %d refuses a request for more permits: the calls waiting for them would wait for ever", cfg.MaxRequestBatch),
+			apply:   func() { cfg.MaxRequestBatch = 0 }})
+	}
+	if cfg.MaxRequestExpires > 0 && cfg.MaxRequestExpires < permitFetchWait {
+		fixes = append(fixes, correction{setting: "max_expires",
+			problem: fmt.Sprintf("of %v refuses the worker's requests for permits, which wait %v: calls would wait for ever", cfg.MaxRequestExpires, permitFetchWait),
+			apply:   func() { cfg.MaxRequestExpires = 0 }})
 	}
 	asset := "consumer " + InFlightConsumer
 	if err := p.correct(asset, fixes); err != nil || len(fixes) == 0 {

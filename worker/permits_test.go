@@ -242,3 +242,135 @@ func losePermits(t *testing.T, lose func(t *testing.T, env *testEnv)) {
 	require.Eventually(t, func() bool { return inFlightInfo(t, env).State.Msgs == 4 }, 5*time.Second, 10*time.Millisecond,
 		"made again with the bound")
 }
+
+// TestSpoiltPermitSettingsAreCaught: a permit stream or consumer left with
+// a setting that breaks the bound (permits that expire or delete each
+// other, a back-off that hands a held permit to a second instance) or
+// that makes calls wait for ever (requests for permits refused) is
+// refused under WORKER_PROVISION=false, naming the setting, and put right
+// with it on.
+func TestSpoiltPermitSettingsAreCaught(t *testing.T) {
+	const bound = 3
+	for _, tc := range []struct {
+		setting string
+		stream  func(cfg *jetstream.StreamConfig)
+		cons    func(cfg *jetstream.ConsumerConfig)
+		fixed   func(t *testing.T, stream jetstream.StreamConfig, cons jetstream.ConsumerConfig)
+	}{
+		{setting: "max_age", stream: func(cfg *jetstream.StreamConfig) { cfg.MaxAge = time.Hour },
+			fixed: func(t *testing.T, stream jetstream.StreamConfig, _ jetstream.ConsumerConfig) {
+				assert.Zero(t, stream.MaxAge)
+			}},
+		{setting: "max_msgs_per_subject", stream: func(cfg *jetstream.StreamConfig) { cfg.MaxMsgsPerSubject = 1 },
+			fixed: func(t *testing.T, stream jetstream.StreamConfig, _ jetstream.ConsumerConfig) {
+				assert.LessOrEqual(t, stream.MaxMsgsPerSubject, int64(0))
+			}},
+		{setting: "backoff", cons: func(cfg *jetstream.ConsumerConfig) {
+			cfg.BackOff = []time.Duration{10 * time.Second, 50 * time.Millisecond}
+		},
+			fixed: func(t *testing.T, _ jetstream.StreamConfig, cons jetstream.ConsumerConfig) {
+				assert.Empty(t, cons.BackOff)
+				assert.Equal(t, 10*time.Second, cons.AckWait)
+			}},
+		{setting: "max_batch", cons: func(cfg *jetstream.ConsumerConfig) { cfg.MaxRequestBatch = 1 },
+			fixed: func(t *testing.T, _ jetstream.StreamConfig, cons jetstream.ConsumerConfig) {
+				assert.Zero(t, cons.MaxRequestBatch)
+			}},
+		{setting: "max_expires", cons: func(cfg *jetstream.ConsumerConfig) { cfg.MaxRequestExpires = 100 * time.Millisecond },
+			fixed: func(t *testing.T, _ jetstream.StreamConfig, cons jetstream.ConsumerConfig) {
+				assert.Zero(t, cons.MaxRequestExpires)
+			}},
+	} {
+		t.Run(tc.setting, func(t *testing.T) {
+			t.Parallel()
+			env := newTestEnv(t, cckmtest.Options{})
+			cfg := testConfig(ModeJetStream)
+			cfg.MaxInFlight = bound
+			cfg.AckWait = 10 * time.Second
+			cfg.setDefaults()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			assets := &provisioner{js: env.js, cfg: &cfg, log: zerolog.Nop()}
+			_, err := assets.bindInFlight(ctx)
+			require.NoError(t, err)
+
+			// Spoil it, as an operator's policy or a hand edit might.
+			if tc.stream != nil {
+				stream, err := env.js.Stream(ctx, InFlightStream)
+				require.NoError(t, err)
+				spoilt := stream.CachedInfo().Config
+				tc.stream(&spoilt)
+				_, err = env.js.UpdateStream(ctx, spoilt)
+				require.NoError(t, err)
+			}
+			if tc.cons != nil {
+				cons, err := env.js.Consumer(ctx, InFlightStream, InFlightConsumer)
+				require.NoError(t, err)
+				spoilt := cons.CachedInfo().Config
+				tc.cons(&spoilt)
+				_, err = env.js.UpdateConsumer(ctx, InFlightStream, spoilt)
+				require.NoError(t, err)
+			}
+
+			cfg.Provision = false
+			_, err = assets.bindInFlight(ctx)
+			requireSettingError(t, err, tc.setting)
+
+			cfg.Provision = true
+			_, err = assets.bindInFlight(ctx)
+			require.NoError(t, err)
+			stream, err := env.js.Stream(ctx, InFlightStream)
+			require.NoError(t, err)
+			cons, err := env.js.Consumer(ctx, InFlightStream, InFlightConsumer)
+			require.NoError(t, err)
+			tc.fixed(t, stream.CachedInfo().Config, cons.CachedInfo().Config)
+		})
+	}
+}
+
+// TestAPermitConsumerWithABackOffKeepsTheBound: an existing permit
+// consumer with a back-off whose later steps are shorter than the ack
+// wait (which the server then takes from the first step). Once the
+// permits have been given back and taken again, a held permit must not
+// be handed to a second instance while the first still holds it.
+func TestAPermitConsumerWithABackOffKeepsTheBound(t *testing.T) {
+	const bound = 2
+	env := newTestEnv(t, cckmtest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, func() error {
+		cfg := testConfig(ModeJetStream)
+		cfg.MaxInFlight = bound
+		cfg.setDefaults()
+		_, err := (&provisioner{js: env.js, cfg: &cfg, log: zerolog.Nop()}).bindInFlight(ctx)
+		return err
+	}())
+	cons, err := env.js.Consumer(ctx, InFlightStream, InFlightConsumer)
+	require.NoError(t, err)
+	spoilt := cons.CachedInfo().Config
+	spoilt.BackOff = []time.Duration{3 * time.Second, 100 * time.Millisecond}
+	_, err = env.js.UpdateConsumer(ctx, InFlightStream, spoilt)
+	require.NoError(t, err)
+
+	a := bindTestPermits(t, env, bound, 3*time.Second, true)
+	b := bindTestPermits(t, env, bound, 3*time.Second, true)
+	take := func() []permit {
+		var held []permit
+		for range bound {
+			p, err := acquireWithin(a, 5*time.Second)
+			require.NoError(t, err)
+			held = append(held, p)
+		}
+		return held
+	}
+	for _, p := range take() { // delivered once, given back when idle
+		a.release(p)
+	}
+	require.Eventually(t, func() bool { return a.held() == 0 }, 5*time.Second, 10*time.Millisecond)
+	held := take() // delivered again
+	_, err = acquireWithin(b, 1500*time.Millisecond)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "a permit held by one instance was handed to another")
+	for _, p := range held {
+		a.release(p)
+	}
+}
