@@ -64,6 +64,15 @@ const (
 	// permitFetchErrorWait is the pause after a request for permits that
 	// failed.
 	permitFetchErrorWait = time.Second
+	// maxPermitPulls bounds the requests for permits an instance has out
+	// at once (each asks for every call then waiting): a request per call
+	// would put up to WORKER_CONCURRENCY of them on the consumer per
+	// instance, past the server's limit (max_waiting, 512 by default) at
+	// about ten instances.
+	maxPermitPulls = 4
+	// permitCheckEvery is how often requests for permits that bring none
+	// have the worker check that the permits are all there.
+	permitCheckEvery = 10 * time.Second
 )
 
 func (c *Config) inFlightStreamConfig() jetstream.StreamConfig {
@@ -115,6 +124,8 @@ type permits struct {
 	inUse   int           // held by a call
 	waiters []chan permit // calls waiting, first come first served
 	asked   int           // permits asked for and not yet delivered
+	pulls   int           // requests for permits under way
+	checked time.Time     // when a request that brought none last had the worker look
 	lastErr time.Time     // when a failed request for permits was last logged
 
 	// lost is signalled when a request for permits failed or brought
@@ -218,10 +229,11 @@ func (p *permits) giveBack(held permit) {
 // have not been asked for. The caller holds p.mu.
 func (p *permits) askLocked() {
 	want := len(p.waiters) - p.asked
-	if want <= 0 || p.cons == nil || p.closed {
+	if want <= 0 || p.cons == nil || p.closed || p.pulls >= maxPermitPulls {
 		return
 	}
 	p.asked += want
+	p.pulls++
 	go p.fetch(p.cons, p.ackWait, want)
 }
 
@@ -249,11 +261,17 @@ func (p *permits) fetch(cons jetstream.Consumer, ackWait time.Duration, n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.asked -= n - got
-	if err != nil || got == 0 {
-		// The consumer or its stream may be gone (the errors say so in
-		// more ways than one: not found, deleted, no responders), or the
-		// permits purged, which no error says: have the worker look and
-		// put them right, which costs little when all is well.
+	p.pulls--
+	now := p.now()
+	// The consumer or its stream may be gone (the errors say so in more
+	// ways than one: not found, deleted, no responders): have the worker
+	// look and put them right. A request that brought none may mean the
+	// permits were purged, which no error says, or only that every one is
+	// in use: that is looked at once per permitCheckEvery.
+	if err != nil || (got == 0 && now.Sub(p.checked) >= permitCheckEvery) {
+		if err == nil {
+			p.checked = now
+		}
 		select {
 		case p.lost <- struct{}{}:
 		default:
@@ -263,7 +281,7 @@ func (p *permits) fetch(cons jetstream.Consumer, ackWait time.Duration, n int) {
 		p.askLocked() // calls still waiting: ask again
 		return
 	}
-	if now := p.now(); now.Sub(p.lastErr) >= time.Minute {
+	if now.Sub(p.lastErr) >= time.Minute {
 		p.lastErr = now
 		p.log.Warn().Err(err).Str("consumer", InFlightConsumer).Msg("cannot get CCKM_MAX_IN_FLIGHT permits; calls wait")
 	}

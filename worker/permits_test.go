@@ -374,3 +374,60 @@ func TestAPermitConsumerWithABackOffKeepsTheBound(t *testing.T) {
 		a.release(p)
 	}
 }
+
+// TestCallsWaitingForPermitsKeepFewRequestsAtTheServer: 50 calls of one
+// instance waiting for the one permit another holds put a few pull
+// requests on the consumer (maxPermitPulls), not one each (the
+// server's max_waiting, 512 by default, would refuse the rest at about
+// ten instances), and the first of them gets the permit once it is free.
+func TestCallsWaitingForPermitsKeepFewRequestsAtTheServer(t *testing.T) {
+	env := newTestEnv(t, cckmtest.Options{})
+	a := bindTestPermits(t, env, 1, 10*time.Second, true)
+	b := bindTestPermits(t, env, 1, 10*time.Second, true)
+	held, err := acquireWithin(a, 5*time.Second)
+	require.NoError(t, err)
+
+	const waiting = 50
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	got := make(chan struct{}, waiting)
+	var wg sync.WaitGroup
+	for range waiting {
+		wg.Go(func() {
+			if p, err := b.acquire(ctx); err == nil {
+				got <- struct{}{}
+				b.release(p)
+			}
+		})
+	}
+	cons, err := env.js.Consumer(ctx, InFlightStream, InFlightConsumer)
+	require.NoError(t, err)
+	most := 0
+	require.Eventually(t, func() bool {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return false
+		}
+		most = max(most, info.NumWaiting)
+		b.mu.Lock()
+		all := len(b.waiters) == waiting
+		b.mu.Unlock()
+		return all && info.NumWaiting > 0
+	}, 10*time.Second, 5*time.Millisecond, "the calls wait, and ask the server")
+	for range 20 { // while they keep waiting
+		info, err := cons.Info(ctx)
+		require.NoError(t, err)
+		most = max(most, info.NumWaiting)
+	}
+	t.Logf("at most %d requests for permits at the server for %d calls waiting", most, waiting)
+	assert.LessOrEqual(t, most, 8, "requests for permits at the server at once: a few, not one per call")
+
+	a.release(held) // idle after this, a gives it back within permitIdle
+	select {
+	case <-got:
+	case <-ctx.Done():
+		t.Fatal("no waiting call got the permit freed")
+	}
+	cancel()
+	wg.Wait()
+}
