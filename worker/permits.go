@@ -183,7 +183,7 @@ func (p *permits) acquire(ctx context.Context) (permit, error) {
 	return permit{}, ctx.Err()
 }
 
-var errPermitsClosed = fmt.Errorf("the worker is stopping")
+var errPermitsClosed = errors.New("the worker is stopping")
 
 // release is called when the call that held held is over.
 func (p *permits) release(held permit) {
