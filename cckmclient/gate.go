@@ -2,6 +2,7 @@ package cckmclient
 
 import (
 	"context"
+	"slices"
 	"time"
 )
 
@@ -39,4 +40,32 @@ func (c *Client) admit(ctx context.Context) (func(status int, retryAfter time.Du
 		return func(int, time.Duration) {}, nil
 	}
 	return c.cfg.Gate.Wait(ctx)
+}
+
+// Chain is a Gate that waits for each of gates in turn, so that an attempt
+// held by one (a back-off, a rate limit) holds nothing of the next (a
+// bound on calls shared with other processes). Each hears how the attempt
+// went; one that ends the wait with an error has the ones before it told
+// GateAbandoned.
+func Chain(gates ...Gate) Gate { return chain(gates) }
+
+type chain []Gate
+
+func (c chain) Wait(ctx context.Context) (func(status int, retryAfter time.Duration), error) {
+	dones := make([]func(int, time.Duration), 0, len(c))
+	for _, g := range c {
+		done, err := g.Wait(ctx)
+		if err != nil {
+			for _, d := range slices.Backward(dones) {
+				d(GateAbandoned, 0)
+			}
+			return nil, err
+		}
+		dones = append(dones, done)
+	}
+	return func(status int, retryAfter time.Duration) {
+		for _, d := range slices.Backward(dones) {
+			d(status, retryAfter)
+		}
+	}, nil
 }

@@ -136,3 +136,29 @@ func (g *onceGate) Wait(context.Context) (func(int, time.Duration), error) {
 	g.admitted = true
 	return func(int, time.Duration) {}, nil
 }
+
+// TestAChainWaitsForEachGateInTurnAndTellsEachHowTheAttemptWent: every
+// gate of a chain hears each attempt; when one refuses, the ones it
+// follows hear the attempt was abandoned and the ones after it are not
+// waited for.
+func TestAChainWaitsForEachGateInTurnAndTellsEachHowTheAttemptWent(t *testing.T) {
+	t.Parallel()
+	first, second := &recordingGate{}, &recordingGate{}
+	done, err := cckmclient.Chain(first, second).Wait(testContext(t))
+	require.NoError(t, err)
+	done(http.StatusServiceUnavailable, time.Second)
+	for _, g := range []*recordingGate{first, second} {
+		waits, heard := g.snapshot()
+		assert.Equal(t, 1, waits)
+		assert.Equal(t, []heardAttempt{{http.StatusServiceUnavailable, time.Second}}, heard)
+	}
+
+	refusing, after := &recordingGate{refuse: errors.New("held")}, &recordingGate{}
+	before := &recordingGate{}
+	_, err = cckmclient.Chain(before, refusing, after).Wait(testContext(t))
+	require.EqualError(t, err, "held")
+	_, heard := before.snapshot()
+	assert.Equal(t, []heardAttempt{{cckmclient.GateAbandoned, 0}}, heard, "the gate passed before hears it was abandoned")
+	waits, _ := after.snapshot()
+	assert.Zero(t, waits, "the gate after the refusal is not waited for")
+}

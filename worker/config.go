@@ -107,6 +107,12 @@ type Config struct {
 	// same provider for its calls to be children of the request's span.
 	// Default: no tracing, at no cost.
 	TracerProvider trace.TracerProvider
+	// Permits, if set, is the CCKM_MAX_IN_FLIGHT bound that the Canceler
+	// already waits for before every HTTP attempt (its client's Gate,
+	// after any back-off or rate limit, see NewPermits): the worker binds
+	// it to JetStream. Without it the worker bounds each call of the
+	// Canceler itself, retries and waits included.
+	Permits *Permits
 
 	// publishBudget bounds the tries of one publish within a delivery;
 	// defaultPublishBudget but in tests.

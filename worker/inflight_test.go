@@ -2,13 +2,6 @@ package worker
 
 import (
 	"context"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,81 +14,28 @@ import (
 	"github.com/cckm/cckm-cancel-worker/messages"
 )
 
-// inFlightCM stands in front of the fake CipherTrust Manager and counts
-// the cancels and GETs of jobs it is answering at once, as CipherTrust
-// Manager would see them: from the request's arrival to the first byte
-// of its answer (token requests are not counted).
-type inFlightCM struct {
-	url           string
-	now, peak     atomic.Int64
-	cancels, gets atomic.Int64
-}
-
-func newInFlightCM(t *testing.T, cm *cckmtest.Server) *inFlightCM {
+// boundClient is a CipherTrust Manager client of env with up to 64
+// connections, as each instance of the bound tests has.
+func boundClient(t *testing.T, env *testEnv) *cckmclient.Client {
 	t.Helper()
-	target, err := url.Parse(cm.URL())
-	require.NoError(t, err)
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	proxy.Transport = &http.Transport{MaxIdleConnsPerHost: 256}
-	c := &inFlightCM{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.Contains(r.URL.Path, "/auth/") {
-			proxy.ServeHTTP(w, r)
-			return
-		}
-		isGet := r.Method == http.MethodGet
-		if isGet {
-			c.gets.Add(1)
-		} else {
-			c.cancels.Add(1)
-		}
-		n := c.now.Add(1)
-		for peak := c.peak.Load(); n > peak && !c.peak.CompareAndSwap(peak, n); peak = c.peak.Load() {
-		}
-		cw := &countedWriter{ResponseWriter: w, done: func() { c.now.Add(-1) }}
-		defer cw.answered()
-		proxy.ServeHTTP(cw, r)
-	}))
-	t.Cleanup(srv.Close)
-	c.url = srv.URL
-	return c
-}
-
-// countedWriter calls done once, when the answer starts (or the handler
-// ends without one), before the client can see any of it.
-type countedWriter struct {
-	http.ResponseWriter
-	once sync.Once
-	done func()
-}
-
-func (w *countedWriter) answered() { w.once.Do(w.done) }
-
-func (w *countedWriter) WriteHeader(status int) {
-	w.answered()
-	w.ResponseWriter.WriteHeader(status)
-}
-
-func (w *countedWriter) Write(b []byte) (int, error) {
-	w.answered()
-	return w.ResponseWriter.Write(b)
-}
-
-// client is a CipherTrust Manager client through the counter.
-func (c *inFlightCM) client(t *testing.T) *cckmclient.Client {
-	t.Helper()
-	client, err := cckmclient.New(cckmclient.Config{
-		BaseURL:         c.url,
-		Credentials:     cckmclient.Credentials{Username: testUser, Password: testPassword},
-		Timeout:         5 * time.Second,
-		MaxAttempts:     2,
-		RetryBudget:     10 * time.Second,
-		BaseBackoff:     time.Millisecond,
-		MaxBackoff:      5 * time.Millisecond,
-		MaxConnsPerHost: 64,
-	})
+	cfg := env.clientConfig()
+	cfg.Timeout = 5 * time.Second
+	cfg.RetryBudget = 10 * time.Second
+	cfg.MaxConnsPerHost = 64
+	client, err := cckmclient.New(cfg)
 	require.NoError(t, err)
 	return client
+}
+
+// callsWith counts the calls cm received with the operation op.
+func callsWith(cm *cckmtest.Server, op string) int64 {
+	var n int64
+	for _, call := range cm.Calls() {
+		if call.Op == op {
+			n++
+		}
+	}
+	return n
 }
 
 // TestMaxInFlightBoundsTheCallsOfEveryInstanceTogether: three instances
@@ -116,8 +56,7 @@ func TestMaxInFlightBoundsTheCallsOfEveryInstanceTogether(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			env := newTestEnv(t, cckmtest.Options{AnyJob: true, Latency: 50 * time.Millisecond,
-				SettleAfter: time.Nanosecond, NoRecord: true})
-			counter := newInFlightCM(t, env.cm)
+				SettleAfter: time.Nanosecond})
 			results := env.watchResults(t, messages.SubjectResults)
 			settledEvents := env.watchResults(t, messages.SubjectSettled)
 			cfg := testConfig(ModeJetStream)
@@ -126,7 +65,7 @@ func TestMaxInFlightBoundsTheCallsOfEveryInstanceTogether(t *testing.T) {
 			cfg.AckWait = 5 * time.Second
 			cfg.MaxDeliveries = 5
 			for range 3 {
-				env.startWorker(t, cfg, counter.client(t))
+				env.startWorker(t, cfg, boundClient(t, env))
 			}
 
 			ids := map[string]bool{}
@@ -168,16 +107,17 @@ func TestMaxInFlightBoundsTheCallsOfEveryInstanceTogether(t *testing.T) {
 				settled++
 			}
 
-			t.Logf("peak %d calls at once; %d cancels, %d GETs", counter.peak.Load(), counter.cancels.Load(), counter.gets.Load())
-			assert.LessOrEqual(t, counter.peak.Load(), int64(maxInFlight),
+			peak, cancels, gets := env.cm.PeakJobCalls(), callsWith(env.cm, "cancel"), callsWith(env.cm, "get")
+			t.Logf("peak %d calls at once; %d cancels, %d GETs", peak, cancels, gets)
+			assert.LessOrEqual(t, peak, int64(maxInFlight),
 				"CCKM_MAX_IN_FLIGHT calls at once across the three instances, never more")
-			assert.GreaterOrEqual(t, counter.peak.Load(), int64(maxInFlight/2),
+			assert.GreaterOrEqual(t, peak, int64(maxInFlight/2),
 				"the calls did run side by side")
-			assert.GreaterOrEqual(t, counter.cancels.Load(), int64(requests))
+			assert.GreaterOrEqual(t, cancels, int64(requests))
 			if follows {
-				assert.GreaterOrEqual(t, counter.gets.Load(), int64(wantFollows), "each follow GETs its job")
+				assert.GreaterOrEqual(t, gets, int64(wantFollows), "each follow GETs its job")
 			} else {
-				assert.Zero(t, counter.gets.Load())
+				assert.Zero(t, gets)
 			}
 		})
 	}

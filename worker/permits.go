@@ -20,8 +20,9 @@ import (
 //
 // The stream CCKM_CANCEL_INFLIGHT holds exactly MaxInFlight messages, the
 // permits, read by every instance through one durable consumer,
-// cckm-cancel-inflight. A cancel or GET runs only while its instance holds
-// a permit, that is, a message it was delivered and has not acknowledged:
+// cckm-cancel-inflight. An HTTP attempt on a job (a cancel or GET) runs
+// only while its instance holds a permit, that is, a message it was
+// delivered and has not acknowledged:
 // the server delivers each message to one consumer at a time, so the
 // calls in flight across the instances never outnumber the permits,
 // whatever the number of instances. An instance that dies gives its
@@ -36,8 +37,12 @@ import (
 // permits. A permit held is kept alive (InProgress) by a keeper of its
 // own, apart from the requests'.
 //
-// Only the calls hold permits: a request waiting for its result to be
+// Only the attempts hold permits: a request waiting for its result to be
 // stored holds none, so a bound that the calls do not reach costs nothing.
+// The client takes them through its Gate (Permits), after the shared
+// back-off and the rate limit, so an attempt held back by either holds
+// none; a Canceler without that Gate has the worker take one per call
+// (permitted), retries and waits included.
 // (The consumers' MaxAckPending bounds the messages held, at twice the
 // bound for requests, never the calls.)
 
@@ -120,6 +125,7 @@ type permits struct {
 	cons    jetstream.Consumer // nil until bound
 	ackWait time.Duration
 	closed  bool
+	off     bool          // core mode: every call goes, holding nothing
 	free    []permit      // held and unused, the most recently used last
 	inUse   int           // held by a call
 	waiters []chan permit // calls waiting, first come first served
@@ -146,9 +152,25 @@ func (p *permits) bind(cons jetstream.Consumer, ackWait time.Duration) {
 	p.askLocked()
 }
 
-// acquire waits for a permit until ctx ends.
+// turnOff lets every call go without a permit, for good: core mode.
+func (p *permits) turnOff() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.off = true
+	for _, handed := range p.waiters {
+		handed <- permit{}
+	}
+	p.waiters = nil
+}
+
+// acquire waits for a permit until ctx ends. With permits off it returns
+// none (a permit without a message), at once.
 func (p *permits) acquire(ctx context.Context) (permit, error) {
 	p.mu.Lock()
+	if p.off {
+		p.mu.Unlock()
+		return permit{}, nil
+	}
 	if p.closed {
 		p.mu.Unlock()
 		return permit{}, errPermitsClosed
@@ -187,6 +209,9 @@ var errPermitsClosed = errors.New("the worker is stopping")
 
 // release is called when the call that held held is over.
 func (p *permits) release(held permit) {
+	if held.msg == nil { // none was held: permits off
+		return
+	}
 	now := p.now()
 	p.mu.Lock()
 	p.inUse--
@@ -354,6 +379,29 @@ func (p *permits) held() int {
 // holds p.mu.
 func (p *permits) gaugeLocked() {
 	p.metrics.setPermits(p.inUse+len(p.free), len(p.waiters))
+}
+
+// Permits is the CCKM_MAX_IN_FLIGHT bound as a cckmclient.Gate: an HTTP
+// attempt waits for a permit and holds it until it is over. Make the
+// client's Gate cckmclient.Chain(guard, permits), so that an attempt held
+// by the shared back-off or the rate limit holds no permit that another
+// instance could use, and give the worker the same Permits
+// (Config.Permits): attempts wait until the worker has bound it, in
+// jetstream mode, and go freely in core mode, which has no permits.
+type Permits struct{ p *permits }
+
+// NewPermits returns Permits for one worker. metrics may be nil.
+func NewPermits(log zerolog.Logger, metrics *Metrics) *Permits {
+	return &Permits{p: newPermits(log, metrics, time.Now)}
+}
+
+// Wait implements cckmclient.Gate.
+func (g *Permits) Wait(ctx context.Context) (func(status int, retryAfter time.Duration), error) {
+	held, err := g.p.acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("no CCKM_MAX_IN_FLIGHT permit was free: %w", err)
+	}
+	return func(int, time.Duration) { g.p.release(held) }, nil
 }
 
 // permitted is a Canceler whose every call runs under a permit.

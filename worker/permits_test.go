@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cckm/cckm-cancel-worker/cckmclient"
 	"github.com/cckm/cckm-cancel-worker/cckmclient/cckmtest"
 	"github.com/cckm/cckm-cancel-worker/messages"
 )
@@ -430,4 +431,35 @@ func TestCallsWaitingForPermitsKeepFewRequestsAtTheServer(t *testing.T) {
 	}
 	cancel()
 	wg.Wait()
+}
+
+// TestAnAttemptHeldByTheRateLimitHoldsNoPermit: with the client's Gate
+// chained as the binary chains it (the guard, then Permits), an attempt
+// waiting for the rate limit holds no permit: another instance gets the
+// only one meanwhile, instead of waiting for a call that is not at
+// CipherTrust Manager.
+func TestAnAttemptHeldByTheRateLimitHoldsNoPermit(t *testing.T) {
+	env := newTestEnv(t, cckmtest.Options{})
+	mine := &Permits{p: bindTestPermits(t, env, 1, 10*time.Second, true)}
+	other := bindTestPermits(t, env, 1, 10*time.Second, true)
+	gate := cckmclient.Chain(NewGuard(GuardConfig{RateLimit: 0.5, RateBurst: 1}, zerolog.Nop(), nil), mine)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done, err := gate.Wait(ctx) // the burst: at once, with the permit
+	require.NoError(t, err)
+	done(200, 0)
+
+	second := make(chan error, 1)
+	go func() { // waits about 2 s for the rate limit
+		done, err := gate.Wait(ctx)
+		if err == nil {
+			done(200, 0)
+		}
+		second <- err
+	}()
+	p, err := acquireWithin(other, 1500*time.Millisecond)
+	require.NoError(t, err, "the instance whose attempt waits for its rate limit gave the permit up")
+	other.release(p)
+	require.NoError(t, <-second, "the attempt goes once the rate allows, with a permit")
 }

@@ -77,7 +77,12 @@ func New(cfg Config, nc *nats.Conn, canceler Canceler, log zerolog.Logger, metri
 		memory:    newDeliveryMemory(cfg.redeliveryHorizon(cfg.AckWait)),
 		drainOver: make(chan struct{}),
 	}
-	if cfg.Mode == ModeJetStream {
+	switch {
+	case cfg.Mode != ModeJetStream && cfg.Permits != nil:
+		cfg.Permits.p.turnOff()
+	case cfg.Permits != nil:
+		w.permits = cfg.Permits.p // the Canceler waits for them per attempt
+	case cfg.Mode == ModeJetStream:
 		w.permits = newPermits(log, metrics, w.now)
 		w.canceler = permitted{Canceler: canceler, permits: w.permits}
 	}

@@ -9,7 +9,9 @@ import (
 func (s *Server) handleJob(op string, kind Kind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		call, index := s.begin(r, Call{Op: op, Kind: kind, ID: r.PathValue("id"), BodySize: countBody(r)})
+		answered := s.jobCallBegins()
 		status := s.answerJob(w, r, call, s.nextStep(call))
+		answered()
 		s.finish(r, index, status)
 		if status == 0 {
 			drop(w)

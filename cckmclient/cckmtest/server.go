@@ -31,6 +31,22 @@ type Server struct {
 	jobs    *jobStore
 	scripts *scriptQueue
 	record  *callRecord
+
+	// Cancels and GETs of jobs being answered now, and the most at once.
+	jobCallsNow, jobCallsPeak atomic.Int64
+}
+
+// PeakJobCalls is the most cancels and GETs of jobs (token requests aside)
+// the server has been answering at once, from a request's arrival until
+// its answer was written: what a bound on calls in flight must keep to.
+func (s *Server) PeakJobCalls() int64 { return s.jobCallsPeak.Load() }
+
+// jobCallBegins counts a job call in; the returned function counts it out.
+func (s *Server) jobCallBegins() func() {
+	n := s.jobCallsNow.Add(1)
+	for peak := s.jobCallsPeak.Load(); n > peak && !s.jobCallsPeak.CompareAndSwap(peak, n); peak = s.jobCallsPeak.Load() {
+	}
+	return func() { s.jobCallsNow.Add(-1) }
 }
 
 // NewServer starts a fake CipherTrust Manager configured by opts. Like httptest.NewServer it

@@ -206,3 +206,22 @@ func BenchmarkCancel(b *testing.B) {
 		}
 	})
 }
+
+// TestPeakJobCallsIsTheMostAnsweredAtOnce: five GETs side by side on a
+// server with latency peak at five, one after another at one, and token
+// requests do not count.
+func TestPeakJobCallsIsTheMostAnsweredAtOnce(t *testing.T) {
+	server := newTestServer(t, Options{AnyJob: true, Latency: 100 * time.Millisecond})
+	token := login(t, server).JWT
+	id := "2f1f5a6e-53a9-4bbf-bbbd-2b4b8a9b0c11"
+	getJob(t, server, Refresh, id, token)
+	getJob(t, server, Refresh, id, token)
+	require.Equal(t, int64(1), server.PeakJobCalls(), "one after another")
+
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Go(func() { getJob(t, server, Refresh, id, token) })
+	}
+	wg.Wait()
+	require.Equal(t, int64(5), server.PeakJobCalls(), "side by side")
+}

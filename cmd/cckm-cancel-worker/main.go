@@ -159,7 +159,10 @@ func run(ctx context.Context, cfg config, log zerolog.Logger, stdout io.Writer) 
 		observeLogin(loginGauge, err)
 	}
 	cckmCfg.TracerProvider = tracing.TracerProvider()
-	cckmCfg.Gate = worker.NewGuard(cfg.Guard, log.With().Str("component", "guard").Logger(), metrics)
+	// An attempt waits out the shared back-off and the rate limit first,
+	// then takes a CCKM_MAX_IN_FLIGHT permit: one held back holds none.
+	permits := worker.NewPermits(log.With().Str("component", "permits").Logger(), metrics)
+	cckmCfg.Gate = cckmclient.Chain(worker.NewGuard(cfg.Guard, log.With().Str("component", "guard").Logger(), metrics), permits)
 	client, err := cckmclient.New(cckmCfg)
 	if err != nil {
 		return err
@@ -179,6 +182,7 @@ func run(ctx context.Context, cfg config, log zerolog.Logger, stdout io.Writer) 
 
 	workerCfg := cfg.Worker
 	workerCfg.TracerProvider = tracing.TracerProvider()
+	workerCfg.Permits = permits
 	w, err := worker.New(workerCfg, nc, client, log.With().Str("component", "worker").Logger(), metrics)
 	if err != nil {
 		return err
