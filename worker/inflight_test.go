@@ -127,14 +127,14 @@ func TestMaxInFlightBoundsTheCallsOfEveryInstanceTogether(t *testing.T) {
 // MaxAckPending 1000 (as an older worker made the request consumer) is
 // brought to what CCKM_MAX_IN_FLIGHT gives it (twice the bound for the
 // requests held, the bound for the follows in progress) with provisioning
-// on, and refused with a *SettingError naming max_ack_pending with it off.
+// on, and left as it is, with a warning, with it off.
 func TestAnExistingConsumerIsBroughtToItsMaxAckPending(t *testing.T) {
 	for _, provision := range []bool{true, false} {
 		for _, tc := range []struct{ consumer, stream string }{
 			{ConsumerName, RequestStream},
 			{FollowConsumer, FollowStream},
 		} {
-			t.Run(tc.consumer+map[bool]string{true: " is corrected", false: " is refused"}[provision], func(t *testing.T) {
+			t.Run(tc.consumer+map[bool]string{true: " is corrected", false: " is left, with a warning"}[provision], func(t *testing.T) {
 				env := newTestEnv(t, cckmtest.Options{AnyJob: true})
 				cfg := testConfig(ModeJetStream)
 				cfg.MaxInFlight = 100
@@ -150,9 +150,11 @@ func TestAnExistingConsumerIsBroughtToItsMaxAckPending(t *testing.T) {
 
 				cfg.Provision = provision
 				if !provision {
-					err := env.runForError(t, cfg)
-					requireSettingError(t, err, "max_ack_pending")
-					assert.Contains(t, err.Error(), "consumer "+tc.consumer)
+					// No promise is broken (the permits bound the calls):
+					// the worker runs, says so, and changes nothing.
+					w := env.startWorker(t, cfg, env.client(t, nil))
+					require.Eventually(t, func() bool { return w.followReady.Load() }, 10*time.Second, 5*time.Millisecond)
+					assert.Contains(t, w.logs.String(), "max_ack_pending is not")
 					assert.Equal(t, 1000, storedMaxAckPending(t, env, tc.stream, tc.consumer), "left as it was")
 					return
 				}

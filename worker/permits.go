@@ -22,12 +22,14 @@ import (
 // permits, read by every instance through one durable consumer,
 // cckm-cancel-inflight. An HTTP attempt on a job (a cancel or GET) runs
 // only while its instance holds a permit, that is, a message it was
-// delivered and has not acknowledged:
-// the server delivers each message to one consumer at a time, so the
-// calls in flight across the instances never outnumber the permits,
-// whatever the number of instances. An instance that dies gives its
-// permits back by not reporting progress on them: they are delivered
-// again after the ack wait.
+// delivered and has not acknowledged. The server delivers each message to
+// one consumer at a time, so the calls in flight across the instances do
+// not outnumber the permits, whatever the number of instances, as long as
+// each holder keeps its lease (reports progress within the ack wait). An
+// instance that dies gives its permits back by not reporting progress on
+// them: they are delivered again after the ack wait. One whose connection
+// was lost drops the permits it held instead of giving them back, since
+// the server may have handed them on (see lapsedLocked).
 //
 // A permit is not given back after every call, which would cost a round
 // trip to the server per call: the instance keeps it for its next call,
@@ -39,9 +41,12 @@ import (
 //
 // Only the attempts hold permits: a request waiting for its result to be
 // stored holds none, so a bound that the calls do not reach costs nothing.
-// The client takes them through its Gate (Permits), after the shared
-// back-off and the rate limit, so an attempt held back by either holds
-// none; a Canceler without that Gate has the worker take one per call
+// The client takes them through its Gate (Permits), before the shared
+// back-off and the rate limit, so that an attempt the guard lets through
+// is sent at once: a hold cannot be passed by attempts that were waiting
+// for permits when it began. An attempt waiting out a hold or the rate
+// limit holds its permit meanwhile; the backoff between retries holds
+// none. A Canceler without that Gate has the worker take one per call
 // (permitted), retries and waits included.
 // (The consumers' MaxAckPending bounds the messages held, at twice the
 // bound for requests, never the calls.)
@@ -111,6 +116,10 @@ type permit struct {
 	msg  jetstream.Msg
 	got  time.Time // when it was delivered
 	idle time.Time // while unused: since when
+	// link is the connection's reconnect count when it was delivered: after
+	// a reconnect its InProgress reports may have been lost and the server
+	// may have handed it to another instance.
+	link uint64
 }
 
 // permits are the permits this instance holds, and the calls waiting for
@@ -123,6 +132,7 @@ type permits struct {
 
 	mu      sync.Mutex
 	cons    jetstream.Consumer // nil until bound
+	links   func() uint64      // the connection's reconnects so far; nil: none
 	ackWait time.Duration
 	closed  bool
 	off     bool          // core mode: every call goes, holding nothing
@@ -145,12 +155,28 @@ func newPermits(log zerolog.Logger, metrics *Metrics, now func() time.Time) *per
 
 // bind starts handing out permits of cons; calls wait until then. It may be
 // called again with the consumer bound anew.
-func (p *permits) bind(cons jetstream.Consumer, ackWait time.Duration) {
+func (p *permits) bind(cons jetstream.Consumer, ackWait time.Duration, links func() uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.cons, p.ackWait = cons, ackWait
+	p.cons, p.ackWait, p.links = cons, ackWait, links
 	p.askLocked()
 }
+
+// linkLocked is the connection's reconnect count; the caller holds p.mu.
+func (p *permits) linkLocked() uint64 {
+	if p.links == nil {
+		return 0
+	}
+	return p.links()
+}
+
+// lapsed reports whether held may have been handed to another instance
+// since it was delivered: the connection was lost in between. Such a
+// permit is dropped, not given back: a Nak of a permit the server has
+// handed on would make it deliverable a second time while its new holder
+// still calls under it, one call over the bound for good. The server
+// hands it out again after the ack wait. The caller holds p.mu.
+func (p *permits) lapsedLocked(held permit) bool { return held.link != p.linkLocked() }
 
 // turnOff lets every call go without a permit, for good: core mode.
 func (p *permits) turnOff() {
@@ -175,9 +201,13 @@ func (p *permits) acquire(ctx context.Context) (permit, error) {
 		p.mu.Unlock()
 		return permit{}, errPermitsClosed
 	}
-	if n := len(p.free); n > 0 {
+	for n := len(p.free); n > 0; n = len(p.free) {
 		held := p.free[n-1]
 		p.free = p.free[:n-1]
+		if p.lapsedLocked(held) {
+			p.keep.release(held.msg)
+			continue
+		}
 		p.inUse++
 		p.mu.Unlock()
 		return held, nil
@@ -215,6 +245,13 @@ func (p *permits) release(held permit) {
 	now := p.now()
 	p.mu.Lock()
 	p.inUse--
+	if p.lapsedLocked(held) {
+		p.askLocked()
+		p.gaugeLocked()
+		p.mu.Unlock()
+		p.keep.release(held.msg)
+		return
+	}
 	if p.closed || now.Sub(held.got) >= permitRotation {
 		p.askLocked() // a local waiter asks the server, with every other instance
 		p.gaugeLocked()
@@ -278,7 +315,7 @@ func (p *permits) fetch(cons jetstream.Consumer, ackWait time.Duration, n int) {
 				p.giveBack(permit{msg: msg})
 				continue
 			}
-			p.placeLocked(permit{msg: msg, got: now}, now)
+			p.placeLocked(permit{msg: msg, got: now, link: p.linkLocked()}, now)
 			p.mu.Unlock()
 		}
 		err = batch.Error()
@@ -349,6 +386,13 @@ func (p *permits) run(ctx context.Context) {
 		}
 		p.mu.Unlock()
 		for _, held := range idle {
+			p.mu.Lock()
+			lapsed := p.lapsedLocked(held)
+			p.mu.Unlock()
+			if lapsed {
+				p.keep.release(held.msg)
+				continue
+			}
 			p.giveBack(held)
 		}
 	}
@@ -383,10 +427,9 @@ func (p *permits) gaugeLocked() {
 
 // Permits is the CCKM_MAX_IN_FLIGHT bound as a cckmclient.Gate: an HTTP
 // attempt waits for a permit and holds it until it is over. Make the
-// client's Gate cckmclient.Chain(guard, permits), so that an attempt held
-// by the shared back-off or the rate limit holds no permit that another
-// instance could use, and give the worker the same Permits
-// (Config.Permits): attempts wait until the worker has bound it, in
+// client's Gate cckmclient.Chain(permits, guard), so that an attempt the
+// guard lets through is sent at once, and give the worker the same
+// Permits (Config.Permits): attempts wait until the worker has bound it, in
 // jetstream mode, and go freely in core mode, which has no permits.
 type Permits struct{ p *permits }
 
@@ -527,16 +570,27 @@ func (p *provisioner) checkInFlightStream(ctx context.Context) error {
 			problem: "is not " + inFlightSubject + " alone: other messages would be taken for permits",
 			apply:   func() { cfg.Subjects = []string{inFlightSubject} }})
 	}
+	// A discard-new stream keeps what it holds when its max_msgs is
+	// lowered (by an instance of a smaller bound whose purge failed, or by
+	// hand): more permits than the bound, for good, until purged.
+	held := stream.CachedInfo().State.Msgs
+	excess := held > uint64(want)
+	if excess {
+		fixes = append(fixes, correction{setting: "max_msgs",
+			problem: fmt.Sprintf("is met by %d permits, more than CCKM_MAX_IN_FLIGHT (%d): as many calls could run", held, want),
+			apply:   func() {}})
+	}
 	if err := p.correct("stream "+InFlightStream, fixes); err != nil || len(fixes) == 0 {
 		return err
 	}
-	if _, err := p.js.UpdateStream(ctx, cfg); err != nil {
-		return fmt.Errorf("update stream %s: %w", InFlightStream, err)
+	if len(fixes) > 1 || !excess {
+		if _, err := p.js.UpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("update stream %s: %w", InFlightStream, err)
+		}
 	}
-	// A smaller bound: a discard-new stream keeps what it holds until
-	// purged. Calls under the permits purged end as they would; the
-	// instances holding them give them up within permitRotation.
-	if held := stream.CachedInfo().State.Msgs; held <= uint64(want) {
+	// Calls under the permits purged end as they would; the instances
+	// holding them give them up within permitRotation.
+	if !excess {
 		return nil
 	}
 	if err := stream.Purge(ctx, jetstream.WithPurgeKeep(uint64(want))); err != nil {
@@ -551,6 +605,11 @@ func (p *provisioner) checkInFlightConsumer(ctx context.Context, cons jetstream.
 	cfg := cons.CachedInfo().Config
 	recreate := false
 	fixes := pullConsumerFixes(cfg, &recreate, "a permit would be taken once and lost")
+	if cfg.DeliverPolicy != jetstream.DeliverAllPolicy {
+		fixes = append(fixes, correction{setting: "deliver_policy",
+			problem: "is not all: permits stored before it (new), or all but one (last), would never be handed out",
+			apply:   func() { recreate = true }})
+	}
 	if cfg.MaxDeliver > 0 {
 		fixes = append(fixes, correction{setting: "max_deliver", problem: "is limited: a permit delivered that often would be lost",
 			apply: func() { cfg.MaxDeliver = -1 }})

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -51,7 +52,7 @@ func bindTestPermits(t *testing.T, env *testEnv, maxInFlight int, ackWait time.D
 			wg.Wait()
 		})
 	}
-	p.bind(cons, ackWait)
+	p.bind(cons, ackWait, func() uint64 { return env.nc.Stats().Reconnects })
 	return p
 }
 
@@ -433,33 +434,140 @@ func TestCallsWaitingForPermitsKeepFewRequestsAtTheServer(t *testing.T) {
 	wg.Wait()
 }
 
-// TestAnAttemptHeldByTheRateLimitHoldsNoPermit: with the client's Gate
-// chained as the binary chains it (the guard, then Permits), an attempt
-// waiting for the rate limit holds no permit: another instance gets the
-// only one meanwhile, instead of waiting for a call that is not at
-// CipherTrust Manager.
-func TestAnAttemptHeldByTheRateLimitHoldsNoPermit(t *testing.T) {
+// TestAnAttemptWaitingForAPermitWhenAHoldBeginsIsHeldToo: with the
+// client's Gate chained as the binary chains it (a permit, then the
+// guard), an attempt that was waiting for a permit when CipherTrust
+// Manager answered 429 is not sent as soon as it gets one: it waits out
+// the hold like every new attempt. (Chained the other way, it had passed
+// the guard before the hold began and went at once.)
+func TestAnAttemptWaitingForAPermitWhenAHoldBeginsIsHeldToo(t *testing.T) {
 	env := newTestEnv(t, cckmtest.Options{})
-	mine := &Permits{p: bindTestPermits(t, env, 1, 10*time.Second, true)}
-	other := bindTestPermits(t, env, 1, 10*time.Second, true)
-	gate := cckmclient.Chain(NewGuard(GuardConfig{RateLimit: 0.5, RateBurst: 1}, zerolog.Nop(), nil), mine)
+	permits := &Permits{p: bindTestPermits(t, env, 1, 10*time.Second, true)}
+	gate := cckmclient.Chain(permits, NewGuard(GuardConfig{}, zerolog.Nop(), nil))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	done, err := gate.Wait(ctx) // the burst: at once, with the permit
+	first, err := gate.Wait(ctx) // holds the only permit
 	require.NoError(t, err)
-	done(200, 0)
 
-	second := make(chan error, 1)
-	go func() { // waits about 2 s for the rate limit
-		done, err := gate.Wait(ctx)
+	sent := make(chan time.Time, 1)
+	go func() {
+		done, err := gate.Wait(ctx) // waits for the permit
 		if err == nil {
+			sent <- time.Now()
 			done(200, 0)
 		}
-		second <- err
 	}()
-	p, err := acquireWithin(other, 1500*time.Millisecond)
-	require.NoError(t, err, "the instance whose attempt waits for its rate limit gave the permit up")
-	other.release(p)
-	require.NoError(t, <-second, "the attempt goes once the rate allows, with a permit")
+	require.Eventually(t, func() bool {
+		permits.p.mu.Lock()
+		defer permits.p.mu.Unlock()
+		return len(permits.p.waiters) == 1
+	}, 5*time.Second, time.Millisecond, "the second attempt waits for the permit")
+
+	const retryAfter = time.Second
+	answered := time.Now()
+	first(429, retryAfter) // a hold begins, and the permit is free
+	select {
+	case at := <-sent:
+		assert.GreaterOrEqual(t, at.Sub(answered), retryAfter-100*time.Millisecond,
+			"sent only once the hold allows a probe")
+	case <-ctx.Done():
+		t.Fatal("the second attempt was never let through")
+	}
+}
+
+// TestAPermitConsumerThatSkipsPermitsIsCaught: a permit consumer made
+// with deliver_policy new (after the stream was filled) would hand out no
+// permit, and every call would wait: refused naming deliver_policy with
+// provisioning off, made again with it on, and then a permit is had.
+func TestAPermitConsumerThatSkipsPermitsIsCaught(t *testing.T) {
+	env := newTestEnv(t, cckmtest.Options{})
+	cfg := testConfig(ModeJetStream)
+	cfg.MaxInFlight = 2
+	cfg.setDefaults()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	assets := &provisioner{js: env.js, cfg: &cfg, log: zerolog.Nop()}
+	_, err := assets.bindInFlight(ctx)
+	require.NoError(t, err)
+	require.NoError(t, env.js.DeleteConsumer(ctx, InFlightStream, InFlightConsumer))
+	skipping := cfg.inFlightConsumerConfig()
+	skipping.DeliverPolicy = jetstream.DeliverNewPolicy
+	_, err = env.js.CreateConsumer(ctx, InFlightStream, skipping)
+	require.NoError(t, err)
+
+	cfg.Provision = false
+	_, err = assets.bindInFlight(ctx)
+	var settingErr *SettingError
+	require.ErrorAs(t, err, &settingErr)
+	assert.Equal(t, "deliver_policy", settingErr.Setting)
+
+	cfg.Provision = true
+	cons, err := assets.bindInFlight(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, jetstream.DeliverAllPolicy, cons.CachedInfo().Config.DeliverPolicy)
+	p := newPermits(zerolog.Nop(), nil, time.Now)
+	p.bind(cons, cfg.AckWait, nil)
+	_, err = acquireWithin(p, 5*time.Second)
+	require.NoError(t, err, "the permits stored before are handed out")
+}
+
+// TestAStreamHoldingMorePermitsThanItsLimitIsBroughtDown: max_msgs lowered
+// by hand (or by an instance whose purge then failed) leaves a discard-new
+// stream with the permits it had: refused under WORKER_PROVISION=false,
+// purged down to the bound with it on.
+func TestAStreamHoldingMorePermitsThanItsLimitIsBroughtDown(t *testing.T) {
+	env := newTestEnv(t, cckmtest.Options{})
+	cfg := testConfig(ModeJetStream)
+	cfg.MaxInFlight = 9
+	cfg.setDefaults()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	assets := &provisioner{js: env.js, cfg: &cfg, log: zerolog.Nop()}
+	_, err := assets.bindInFlight(ctx)
+	require.NoError(t, err)
+	require.Equal(t, uint64(9), inFlightInfo(t, env).State.Msgs)
+	lowered := inFlightInfo(t, env).Config
+	lowered.MaxMsgs = 3
+	_, err = env.js.UpdateStream(ctx, lowered)
+	require.NoError(t, err)
+	require.Equal(t, uint64(9), inFlightInfo(t, env).State.Msgs, "discard new keeps them")
+
+	cfg.MaxInFlight = 3
+	cfg.Provision = false
+	_, err = assets.bindInFlight(ctx)
+	var settingErr *SettingError
+	require.ErrorAs(t, err, &settingErr)
+	assert.Equal(t, "max_msgs", settingErr.Setting)
+	assert.Contains(t, err.Error(), "9 permits")
+
+	cfg.Provision = true
+	_, err = assets.bindInFlight(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(3), inFlightInfo(t, env).State.Msgs)
+}
+
+// TestAPermitHeldAcrossAReconnectIsNotGivenBack: after the connection
+// was lost, the server may have handed a permit to another instance; a Nak
+// then would make it deliverable while that instance calls under it. It is
+// dropped instead, and comes back after the ack wait.
+func TestAPermitHeldAcrossAReconnectIsNotGivenBack(t *testing.T) {
+	env := newTestEnv(t, cckmtest.Options{})
+	const ackWait = time.Second
+	a := bindTestPermits(t, env, 1, ackWait, true)
+	b := bindTestPermits(t, env, 1, ackWait, true)
+	var links atomic.Uint64
+	a.mu.Lock()
+	a.links = links.Load
+	a.mu.Unlock()
+
+	held, err := acquireWithin(a, 5*time.Second)
+	require.NoError(t, err)
+	links.Add(1) // a reconnect while the call ran
+	a.release(held)
+	_, err = acquireWithin(b, ackWait/2)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "not given back at once")
+	_, err = acquireWithin(b, 5*ackWait)
+	require.NoError(t, err, "back after the ack wait")
+	assert.Zero(t, a.held(), "the dropped permit is not counted as held")
 }

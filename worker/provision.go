@@ -339,12 +339,20 @@ func pullConsumerFixes(cfg jetstream.ConsumerConfig, recreate *bool, lost string
 }
 
 // maxAckPendingFix corrects a consumer's MaxAckPending that is not want,
-// times CCKM_MAX_IN_FLIGHT: a smaller one keeps the calls below the bound
+// times CCKM_MAX_IN_FLIGHT: a smaller one holds the calls below the bound
 // (a request or follow that holds a message and waits counts against it),
 // a larger one lets the instances take in more than they can start. what
 // names the messages it bounds, times how want is the bound ("twice ").
+// Neither breaks a promise (the permits bound the calls), so with
+// provisioning off it is only logged: a consumer made from an older
+// worker's files (224, 32) keeps working until it is edited.
 func (p *provisioner) maxAckPendingFix(cfg *jetstream.ConsumerConfig, want int, what, times string) (correction, bool) {
 	if cfg.MaxAckPending == want {
+		return correction{}, false
+	}
+	if !p.cfg.Provision {
+		p.log.Warn().Str("consumer", cfg.Durable).Int("max_ack_pending", cfg.MaxAckPending).Int("expected", want).
+			Msg("max_ack_pending is not " + times + "CCKM_MAX_IN_FLIGHT; left as it is (WORKER_PROVISION=false)")
 		return correction{}, false
 	}
 	return correction{setting: "max_ack_pending",

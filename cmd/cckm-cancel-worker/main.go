@@ -159,10 +159,12 @@ func run(ctx context.Context, cfg config, log zerolog.Logger, stdout io.Writer) 
 		observeLogin(loginGauge, err)
 	}
 	cckmCfg.TracerProvider = tracing.TracerProvider()
-	// An attempt waits out the shared back-off and the rate limit first,
-	// then takes a CCKM_MAX_IN_FLIGHT permit: one held back holds none.
+	// An attempt takes a CCKM_MAX_IN_FLIGHT permit, then waits out the
+	// shared back-off and the rate limit, and is sent the moment the guard
+	// lets it: a hold that begins while attempts wait for permits holds
+	// them too, and none spends its rate token long before it is sent.
 	permits := worker.NewPermits(log.With().Str("component", "permits").Logger(), metrics)
-	cckmCfg.Gate = cckmclient.Chain(worker.NewGuard(cfg.Guard, log.With().Str("component", "guard").Logger(), metrics), permits)
+	cckmCfg.Gate = cckmclient.Chain(permits, worker.NewGuard(cfg.Guard, log.With().Str("component", "guard").Logger(), metrics))
 	client, err := cckmclient.New(cckmCfg)
 	if err != nil {
 		return err
