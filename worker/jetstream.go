@@ -102,7 +102,7 @@ func (w *Worker) bindPermits(ctx context.Context, bind func(context.Context) (je
 	if info := cons.CachedInfo(); info != nil && info.Config.AckWait > 0 {
 		ackWait = info.Config.AckWait
 	}
-	w.permits.bind(cons, ackWait, func() uint64 { return w.nc.Stats().Reconnects })
+	w.permits.bind(cons, ackWait, w.links.Load)
 	return nil
 }
 

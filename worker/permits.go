@@ -206,6 +206,7 @@ func (p *permits) acquire(ctx context.Context) (permit, error) {
 		p.free = p.free[:n-1]
 		if p.lapsedLocked(held) {
 			p.keep.release(held.msg)
+			p.gaugeLocked()
 			continue
 		}
 		p.inUse++

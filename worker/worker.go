@@ -42,6 +42,7 @@ type Worker struct {
 	pool     *goPool         // the goroutines handlers run on
 	keep     *keeper         // InProgress for every message held
 	permits  *permits        // jetstream mode: CCKM_MAX_IN_FLIGHT across the instances
+	links    atomic.Uint64   // the times the NATS connection was lost, for the permits
 	memory   *deliveryMemory // what earlier deliveries learned
 
 	drainOver   chan struct{} // closed when the shutdown deadline has passed
@@ -159,6 +160,20 @@ func (w *Worker) Run(ctx context.Context) error {
 		<-keeperDone
 	}()
 	if w.permits != nil {
+		// Counted from the connection's own events, not from its Stats,
+		// which lock the connection on every call.
+		lost := w.nc.StatusChanged(nats.DISCONNECTED, nats.RECONNECTING)
+		counted := make(chan struct{})
+		go func() {
+			defer close(counted)
+			for range lost {
+				w.links.Add(1)
+			}
+		}()
+		defer func() {
+			w.nc.RemoveStatusListener(lost)
+			<-counted
+		}()
 		permitsDone := make(chan struct{})
 		go func() {
 			defer close(permitsDone)
