@@ -135,14 +135,15 @@ type permits struct {
 	links   func() uint64      // the connection's reconnects so far; nil: none
 	ackWait time.Duration
 	closed  bool
-	off     bool          // core mode: every call goes, holding nothing
-	free    []permit      // held and unused, the most recently used last
-	inUse   int           // held by a call
-	waiters []chan permit // calls waiting, first come first served
-	asked   int           // permits asked for and not yet delivered
-	pulls   int           // requests for permits under way
-	checked time.Time     // when a request that brought none last had the worker look
-	lastErr time.Time     // when a failed request for permits was last logged
+	off     bool           // core mode: every call goes, holding nothing
+	free    []permit       // held and unused, the most recently used last
+	inUse   int            // held by a call
+	waiters []chan permit  // calls waiting, first come first served
+	asked   int            // permits asked for and not yet delivered
+	pulls   int            // requests for permits under way
+	pulling sync.WaitGroup // their goroutines, which close waits for
+	checked time.Time      // when a request that brought none last had the worker look
+	lastErr time.Time      // when a failed request for permits was last logged
 
 	// lost is signalled when a request for permits failed or brought
 	// none, to have the consumer and stream looked up, and bound again.
@@ -297,7 +298,8 @@ func (p *permits) askLocked() {
 	}
 	p.asked += want
 	p.pulls++
-	go p.fetch(p.cons, p.ackWait, want)
+	cons, ackWait := p.cons, p.ackWait
+	p.pulling.Go(func() { p.fetch(cons, ackWait, want) })
 }
 
 // fetch asks cons for n permits and places each as it comes.
@@ -400,7 +402,8 @@ func (p *permits) run(ctx context.Context) {
 }
 
 // close gives back every unused permit, and each one in use when its call
-// ends; no call gets one after.
+// ends; no call gets one after. It returns once the requests for permits
+// still out have ended (at most permitFetchWait).
 func (p *permits) close() {
 	p.mu.Lock()
 	p.closed = true
@@ -411,6 +414,9 @@ func (p *permits) close() {
 	for _, held := range free {
 		p.giveBack(held)
 	}
+	// Requests for permits still out end within permitFetchWait; what they
+	// bring is given back while the connection is still there to do it.
+	p.pulling.Wait()
 }
 
 // held is the number of permits this instance holds.

@@ -56,6 +56,23 @@ func bindTestPermits(t *testing.T, env *testEnv, maxInFlight int, ackWait time.D
 	return p
 }
 
+// provisionedPermits makes the permit stream and consumer of bound as a
+// worker does, and returns the configuration and provisioner that made
+// them, for a test to spoil the assets and bind again.
+func provisionedPermits(t *testing.T, env *testEnv, bound int) (*Config, *provisioner) {
+	t.Helper()
+	cfg := testConfig(ModeJetStream)
+	cfg.MaxInFlight = bound
+	cfg.AckWait = 10 * time.Second
+	cfg.setDefaults()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	assets := &provisioner{js: env.js, cfg: &cfg, log: zerolog.Nop()}
+	_, err := assets.bindInFlight(ctx)
+	require.NoError(t, err)
+	return &cfg, assets
+}
+
 // acquireWithin takes a permit of p within d, or reports that none came.
 func acquireWithin(p *permits, d time.Duration) (permit, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
@@ -286,15 +303,9 @@ func TestSpoiltPermitSettingsAreCaught(t *testing.T) {
 		t.Run(tc.setting, func(t *testing.T) {
 			t.Parallel()
 			env := newTestEnv(t, cckmtest.Options{})
-			cfg := testConfig(ModeJetStream)
-			cfg.MaxInFlight = bound
-			cfg.AckWait = 10 * time.Second
-			cfg.setDefaults()
+			cfg, assets := provisionedPermits(t, env, bound)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			assets := &provisioner{js: env.js, cfg: &cfg, log: zerolog.Nop()}
-			_, err := assets.bindInFlight(ctx)
-			require.NoError(t, err)
 
 			// Spoil it, as an operator's policy or a hand edit might.
 			if tc.stream != nil {
@@ -315,7 +326,7 @@ func TestSpoiltPermitSettingsAreCaught(t *testing.T) {
 			}
 
 			cfg.Provision = false
-			_, err = assets.bindInFlight(ctx)
+			_, err := assets.bindInFlight(ctx)
 			requireSettingError(t, err, tc.setting)
 
 			cfg.Provision = true
@@ -482,18 +493,13 @@ func TestAnAttemptWaitingForAPermitWhenAHoldBeginsIsHeldToo(t *testing.T) {
 // provisioning off, made again with it on, and then a permit is had.
 func TestAPermitConsumerThatSkipsPermitsIsCaught(t *testing.T) {
 	env := newTestEnv(t, cckmtest.Options{})
-	cfg := testConfig(ModeJetStream)
-	cfg.MaxInFlight = 2
-	cfg.setDefaults()
+	cfg, assets := provisionedPermits(t, env, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	assets := &provisioner{js: env.js, cfg: &cfg, log: zerolog.Nop()}
-	_, err := assets.bindInFlight(ctx)
-	require.NoError(t, err)
 	require.NoError(t, env.js.DeleteConsumer(ctx, InFlightStream, InFlightConsumer))
 	skipping := cfg.inFlightConsumerConfig()
 	skipping.DeliverPolicy = jetstream.DeliverNewPolicy
-	_, err = env.js.CreateConsumer(ctx, InFlightStream, skipping)
+	_, err := env.js.CreateConsumer(ctx, InFlightStream, skipping)
 	require.NoError(t, err)
 
 	cfg.Provision = false
@@ -518,18 +524,13 @@ func TestAPermitConsumerThatSkipsPermitsIsCaught(t *testing.T) {
 // purged down to the bound with it on.
 func TestAStreamHoldingMorePermitsThanItsLimitIsBroughtDown(t *testing.T) {
 	env := newTestEnv(t, cckmtest.Options{})
-	cfg := testConfig(ModeJetStream)
-	cfg.MaxInFlight = 9
-	cfg.setDefaults()
+	cfg, assets := provisionedPermits(t, env, 9)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	assets := &provisioner{js: env.js, cfg: &cfg, log: zerolog.Nop()}
-	_, err := assets.bindInFlight(ctx)
-	require.NoError(t, err)
 	require.Equal(t, uint64(9), inFlightInfo(t, env).State.Msgs)
 	lowered := inFlightInfo(t, env).Config
 	lowered.MaxMsgs = 3
-	_, err = env.js.UpdateStream(ctx, lowered)
+	_, err := env.js.UpdateStream(ctx, lowered)
 	require.NoError(t, err)
 	require.Equal(t, uint64(9), inFlightInfo(t, env).State.Msgs, "discard new keeps them")
 
