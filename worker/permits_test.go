@@ -157,24 +157,7 @@ func TestPermitsAreSharedAcrossInstances(t *testing.T) {
 		env := newTestEnv(t, cckmtest.Options{})
 		a := bindTestPermits(t, env, bound, 10*time.Second, true)
 		b := bindTestPermits(t, env, bound, 10*time.Second, true)
-		ctx, stop := context.WithCancel(context.Background())
-		var wg sync.WaitGroup
-		for range bound { // a keeps every permit busy, call after call
-			wg.Go(func() {
-				for ctx.Err() == nil {
-					p, err := a.acquire(ctx)
-					if err != nil {
-						return
-					}
-					time.Sleep(5 * time.Millisecond) // the call
-					a.release(p)
-				}
-			})
-		}
-		defer func() {
-			stop()
-			wg.Wait()
-		}()
+		defer keepBusy(a, bound)() // a keeps every permit busy, call after call
 		p, err := acquireWithin(b, 5*permitRotation)
 		require.NoError(t, err, "a permit rotates to the other instance")
 		b.release(p)
@@ -210,6 +193,99 @@ func TestPermitsAreSharedAcrossInstances(t *testing.T) {
 		require.ErrorIs(t, err, context.DeadlineExceeded, "reported in progress, the permit is not delivered again")
 		a.release(p)
 	})
+}
+
+// keepBusy has n callers take permits of p call after call (each call 5
+// ms) until the returned function is called, which waits for them.
+func keepBusy(p *permits, n int) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				held, err := p.acquire(ctx)
+				if err != nil {
+					return
+				}
+				time.Sleep(5 * time.Millisecond) // the call
+				p.release(held)
+			}
+		})
+	}
+	return func() {
+		cancel()
+		wg.Wait()
+	}
+}
+
+// permitDeliveries is how many times the permits were delivered so far.
+func permitDeliveries(t *testing.T, env *testEnv) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cons, err := env.js.Consumer(ctx, InFlightStream, InFlightConsumer)
+	require.NoError(t, err)
+	info, err := cons.Info(ctx)
+	require.NoError(t, err)
+	return info.Delivered.Consumer
+}
+
+// busyPermits are an instance's permits kept busy by its calls.
+type busyPermits struct {
+	*permits
+	stop func()
+}
+
+// busyAlone binds an instance alone to a bound of n permits and keeps all
+// of them busy, call after call. It checks that for the time given, past
+// permitRotation, none of them goes back to the server: nobody else waits.
+func busyAlone(t *testing.T, env *testEnv, n int, alone time.Duration) busyPermits {
+	t.Helper()
+	p := bindTestPermits(t, env, n, 10*time.Second, true)
+	busy := busyPermits{permits: p, stop: keepBusy(p, n)}
+	require.Eventually(t, func() bool { return p.held() == n }, 5*time.Second, 10*time.Millisecond)
+	require.Never(t, func() bool { return permitDeliveries(t, env) > uint64(n) }, alone, 50*time.Millisecond,
+		"no permit went back and came again")
+	return busy
+}
+
+// TestABusyInstanceNobodyWaitsForKeepsItsPermits: an instance whose calls
+// keep every permit busy keeps them past permitRotation while no other
+// instance waits (giving one back would only make its own next call wait
+// for it), and starts giving them back once another instance waits.
+func TestABusyInstanceNobodyWaitsForKeepsItsPermits(t *testing.T) {
+	t.Parallel()
+	const bound = 3
+	env := newTestEnv(t, cckmtest.Options{})
+	a := busyAlone(t, env, bound, 3*permitRotation)
+	defer a.stop()
+
+	b := bindTestPermits(t, env, bound, 10*time.Second, true)
+	p, err := acquireWithin(b, 5*permitRotation)
+	require.NoError(t, err, "a permit rotates to the instance that waits")
+	b.release(p)
+}
+
+// TestPermitsPurgedUnderABusyInstanceAreGivenUpSoon: permits purged by
+// hand while an instance keeps them busy are gone from the server; the
+// instance sees it within a few permitRotation and stops calling under
+// them, rather than after permitMaxHold.
+func TestPermitsPurgedUnderABusyInstanceAreGivenUpSoon(t *testing.T) {
+	t.Parallel()
+	const bound = 3
+	env := newTestEnv(t, cckmtest.Options{})
+	a := busyAlone(t, env, bound, permitRotation+100*time.Millisecond)
+	defer a.stop()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	stream, err := env.js.Stream(ctx, InFlightStream)
+	require.NoError(t, err)
+	require.NoError(t, stream.Purge(ctx))
+	purged := time.Now()
+	require.Eventually(t, func() bool { return a.held() == 0 }, 4*permitRotation, 10*time.Millisecond,
+		"the purged permits were given up")
+	t.Logf("given up %v after the purge", time.Since(purged).Round(time.Millisecond))
 }
 
 // TestPermitsLostWhileTheWorkerRunsAreMadeAgain: with the permit stream
