@@ -200,6 +200,9 @@ func runBench(cfg benchConfig) error {
 // it.
 func runLatency(cfg benchConfig, latency time.Duration) ([][]row, error) {
 	fmt.Printf("\n## CipherTrust Manager latency %v, C=%d, %d requests, producer %s, tracing %s\n\n", latency, cfg.concurrency, cfg.requests, cfg.producer, cfg.tracing)
+	if cfg.runs > 1 && len(cfg.modes) > 1 {
+		fmt.Printf("Rounds 2, 4, ... run the modes in the opposite order; each mode is held to the limits measured just before and after it.\n\n")
+	}
 	fmt.Println(tableHeader)
 	ns, err := startNATS()
 	if err != nil {
@@ -226,8 +229,18 @@ func runLatency(cfg benchConfig, latency time.Duration) ([][]row, error) {
 			return nil, err
 		}
 		before.ratio = 1
-		rows := []row{before}
-		for _, mode := range cfg.modes {
+		// Every other round runs the modes in the opposite order, so that a
+		// drift of the machine's speed within a round (or anything a run
+		// leaves behind for the next) weighs on each mode alike. The rows
+		// keep the modes' order: the mode's row, then the limit after it.
+		rows := make([]row, 1+2*len(cfg.modes))
+		rows[0] = before
+		for k := range cfg.modes {
+			i := k
+			if round%2 == 1 {
+				i = len(cfg.modes) - 1 - k
+			}
+			mode := cfg.modes[i]
 			r, err := measureWorker(cfg, ns, cm.URL(), mode, latency)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", mode, err)
@@ -239,7 +252,7 @@ func runLatency(cfg benchConfig, latency time.Duration) ([][]row, error) {
 			after.ratio = 1
 			r.addedP50 = r.lowP50 - (before.lowP50+after.lowP50)/2
 			r.ratio = r.throughput / ((before.throughput + after.throughput) / 2)
-			rows = append(rows, r, after)
+			rows[1+2*i], rows[2+2*i] = r, after
 			before = after
 		}
 		setRatioToFloor(rows)
