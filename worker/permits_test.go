@@ -230,23 +230,18 @@ func permitDeliveries(t *testing.T, env *testEnv) uint64 {
 	return info.Delivered.Consumer
 }
 
-// busyPermits are an instance's permits kept busy by its calls.
-type busyPermits struct {
-	*permits
-	stop func()
-}
-
 // busyAlone binds an instance alone to a bound of n permits and keeps all
-// of them busy, call after call. It checks that for the time given, past
-// permitRotation, none of them goes back to the server: nobody else waits.
-func busyAlone(t *testing.T, env *testEnv, n int, alone time.Duration) busyPermits {
+// of them busy, call after call, until the test ends. It checks that for
+// the time given, past permitRotation, none of them goes back to the
+// server: nobody else waits.
+func busyAlone(t *testing.T, env *testEnv, n int, alone time.Duration) *permits {
 	t.Helper()
 	p := bindTestPermits(t, env, n, 10*time.Second, true)
-	busy := busyPermits{permits: p, stop: keepBusy(p, n)}
+	t.Cleanup(keepBusy(p, n)) // before the permits' own clean-up
 	require.Eventually(t, func() bool { return p.held() == n }, 5*time.Second, 10*time.Millisecond)
 	require.Never(t, func() bool { return permitDeliveries(t, env) > uint64(n) }, alone, 50*time.Millisecond,
 		"no permit went back and came again")
-	return busy
+	return p
 }
 
 // TestABusyInstanceNobodyWaitsForKeepsItsPermits: an instance whose calls
@@ -257,8 +252,7 @@ func TestABusyInstanceNobodyWaitsForKeepsItsPermits(t *testing.T) {
 	t.Parallel()
 	const bound = 3
 	env := newTestEnv(t, cckmtest.Options{})
-	a := busyAlone(t, env, bound, 3*permitRotation)
-	defer a.stop()
+	busyAlone(t, env, bound, 3*permitRotation)
 
 	b := bindTestPermits(t, env, bound, 10*time.Second, true)
 	p, err := acquireWithin(b, 5*permitRotation)
@@ -275,7 +269,6 @@ func TestPermitsPurgedUnderABusyInstanceAreGivenUpSoon(t *testing.T) {
 	const bound = 3
 	env := newTestEnv(t, cckmtest.Options{})
 	a := busyAlone(t, env, bound, permitRotation+100*time.Millisecond)
-	defer a.stop()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
