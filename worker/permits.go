@@ -138,6 +138,11 @@ type permit struct {
 	// a reconnect its InProgress reports may have been lost and the server
 	// may have handed it to another instance.
 	link uint64
+	// seq is its stream sequence (0: unknown), and made when the consumer
+	// that delivered it was created, as this instance knew then: watch
+	// tells by them a permit gone from the server (see goneLocked).
+	seq  uint64
+	made time.Time
 }
 
 // permits are the permits this instance holds, and the calls waiting for
@@ -165,6 +170,11 @@ type permits struct {
 	// after its call: permitRotation, or permitMaxHold while watch sees no
 	// other instance waiting.
 	keepFor time.Duration
+	// made is when the permit consumer was created, and floor its ack
+	// floor (the stream sequence below which no permit is out), as watch
+	// (or bind) last read them.
+	made    time.Time
+	floor   uint64
 	lastErr time.Time // when a failed request for permits was last logged
 
 	// lost is signalled when a request for permits failed or brought
@@ -182,6 +192,9 @@ func (p *permits) bind(cons jetstream.Consumer, ackWait time.Duration, links fun
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cons, p.ackWait, p.links = cons, ackWait, links
+	if info := cons.CachedInfo(); info != nil {
+		p.seenLocked(info)
+	}
 	p.askLocked()
 }
 
@@ -200,6 +213,32 @@ func (p *permits) linkLocked() uint64 {
 // still calls under it, one call over the bound for good. The server
 // hands it out again after the ack wait. The caller holds p.mu.
 func (p *permits) lapsedLocked(held permit) bool { return held.link != p.linkLocked() }
+
+// goneLocked reports whether held is no longer out at the server, as far
+// as watch last saw: delivered by a permit consumer since deleted (and
+// maybe made anew), or below the consumer's ack floor, where a purge puts
+// it (a permit is never acknowledged). Such a permit is dropped, not
+// given back: a consumer made anew (or one of a stream made anew, whose
+// sequences start again at 1) takes a Nak by stream and delivery
+// sequence alone, and would deliver a second time a permit it has handed
+// to another instance since. A permit delivered while the consumer's
+// creation was not known (made zero) is judged by its sequence alone.
+// The caller holds p.mu.
+func (p *permits) goneLocked(held permit) bool {
+	return (!held.made.IsZero() && !held.made.Equal(p.made)) || (held.seq != 0 && held.seq <= p.floor)
+}
+
+// seenLocked takes the consumer's creation time and ack floor from info;
+// the caller holds p.mu.
+func (p *permits) seenLocked(info *jetstream.ConsumerInfo) {
+	p.made, p.floor = info.Created, info.AckFloor.Stream
+}
+
+// dropLocked stops keeping alive a permit that is not to be given back
+// (lapsed or gone); the caller holds p.mu.
+func (p *permits) dropLocked(held permit) {
+	p.keep.release(held.msg)
+}
 
 // turnOff lets every call go without a permit, for good: core mode.
 func (p *permits) turnOff() {
@@ -227,8 +266,8 @@ func (p *permits) acquire(ctx context.Context) (permit, error) {
 	for n := len(p.free); n > 0; n = len(p.free) {
 		held := p.free[n-1]
 		p.free = p.free[:n-1]
-		if p.lapsedLocked(held) {
-			p.keep.release(held.msg)
+		if p.lapsedLocked(held) || p.goneLocked(held) {
+			p.dropLocked(held)
 			p.gaugeLocked()
 			continue
 		}
@@ -269,11 +308,11 @@ func (p *permits) release(held permit) {
 	now := p.now()
 	p.mu.Lock()
 	p.inUse--
-	if p.lapsedLocked(held) {
+	if p.lapsedLocked(held) || p.goneLocked(held) {
 		p.askLocked()
 		p.gaugeLocked()
+		p.dropLocked(held)
 		p.mu.Unlock()
-		p.keep.release(held.msg)
 		return
 	}
 	if p.closed || now.Sub(held.got) >= p.keepFor {
@@ -340,7 +379,11 @@ func (p *permits) fetch(cons jetstream.Consumer, ackWait time.Duration, n int) {
 				p.giveBack(permit{msg: msg})
 				continue
 			}
-			p.placeLocked(permit{msg: msg, got: now, link: p.linkLocked()}, now)
+			held := permit{msg: msg, got: now, link: p.linkLocked(), made: p.made}
+			if meta, err := msg.Metadata(); err == nil {
+				held.seq = meta.Sequence.Stream
+			}
+			p.placeLocked(held, now)
 			p.mu.Unlock()
 		}
 		err = batch.Error()
@@ -410,13 +453,14 @@ func (p *permits) run(ctx context.Context) {
 		p.mu.Unlock()
 		for _, held := range idle {
 			p.mu.Lock()
-			lapsed := p.lapsedLocked(held)
-			p.mu.Unlock()
-			if lapsed {
-				p.keep.release(held.msg)
-				continue
+			drop := p.lapsedLocked(held) || p.goneLocked(held)
+			if drop {
+				p.dropLocked(held)
 			}
-			p.giveBack(held)
+			p.mu.Unlock()
+			if !drop {
+				p.giveBack(held)
+			}
 		}
 	}
 }
@@ -453,7 +497,30 @@ func (p *permits) watch(ctx context.Context) {
 		}
 		p.mu.Lock()
 		p.keepFor = keepFor
+		if err == nil {
+			p.sweepGoneLocked(info)
+		}
 		p.mu.Unlock()
+	}
+}
+
+// sweepGoneLocked takes in what info says of the consumer and drops the
+// unused permits now known gone; those in use are dropped as their calls
+// end (release). The number of permits out at the server cannot tell
+// them while other instances hold permits too, nor a consumer made anew
+// that has handed every permit out again. The caller holds p.mu.
+func (p *permits) sweepGoneLocked(info *jetstream.ConsumerInfo) {
+	p.seenLocked(info)
+	n := len(p.free)
+	p.free = slices.DeleteFunc(p.free, func(held permit) bool {
+		if !p.goneLocked(held) {
+			return false
+		}
+		p.dropLocked(held)
+		return true
+	})
+	if len(p.free) != n {
+		p.gaugeLocked()
 	}
 }
 
@@ -463,7 +530,13 @@ func (p *permits) watch(ctx context.Context) {
 func (p *permits) close() {
 	p.mu.Lock()
 	p.closed = true
-	free := p.free
+	free := slices.DeleteFunc(p.free, func(held permit) bool {
+		drop := p.lapsedLocked(held) || p.goneLocked(held)
+		if drop {
+			p.dropLocked(held)
+		}
+		return drop
+	})
 	p.free = nil
 	p.gaugeLocked()
 	p.mu.Unlock()

@@ -281,6 +281,81 @@ func TestPermitsPurgedUnderABusyInstanceAreGivenUpSoon(t *testing.T) {
 	t.Logf("given up %v after the purge", time.Since(purged).Round(time.Millisecond))
 }
 
+// TestGhostPermitsBesideAnotherInstanceAreGivenUpSoon: permits purged by
+// hand (or held from a consumer deleted and made anew) while an instance
+// keeps them busy, and another instance busy under the permits that
+// replace them. The server counts as many permits out as the first
+// instance holds (the second's), so the count cannot tell; the first must
+// still stop calling under its gone permits within about a second, not
+// 10 s after they were delivered (calls at CM meanwhile: twice the bound).
+func TestGhostPermitsBesideAnotherInstanceAreGivenUpSoon(t *testing.T) {
+	const bound = 3
+	for name, spoil := range map[string]func(t *testing.T, env *testEnv){
+		"purged": func(t *testing.T, env *testEnv) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			stream, err := env.js.Stream(ctx, InFlightStream)
+			require.NoError(t, err)
+			require.NoError(t, stream.Purge(ctx))
+		},
+		"consumer made anew": func(t *testing.T, env *testEnv) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			require.NoError(t, env.js.DeleteConsumer(ctx, InFlightStream, InFlightConsumer))
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			env := newTestEnv(t, cckmtest.Options{})
+			a := busyAlone(t, env, bound, permitRotation+100*time.Millisecond)
+
+			spoil(t, env)
+			spoilt := time.Now()
+			b := bindTestPermits(t, env, bound, 10*time.Second, true) // makes what is missing
+			t.Cleanup(keepBusy(b, bound))
+			require.Eventually(t, func() bool { return b.held() == bound }, 5*time.Second, 10*time.Millisecond,
+				"the other instance has the permits that replace them")
+			require.Eventually(t, func() bool { return a.held() == 0 }, 2*permitRotation, 10*time.Millisecond,
+				"the gone permits were given up")
+			t.Logf("given up %v after they were gone", time.Since(spoilt).Round(time.Millisecond))
+		})
+	}
+}
+
+// TestAGonePermitIsNotGivenBackToAConsumerMadeAnew: the permit consumer
+// deleted and made anew while an instance calls under a permit, which the
+// new consumer hands to another instance. A Nak of the old permit would
+// reach the new consumer (it goes by stream and delivery sequence), which
+// would deliver it to a third instance while the second still calls
+// under it: the bound passed by one for as long as the permit is busy.
+func TestAGonePermitIsNotGivenBackToAConsumerMadeAnew(t *testing.T) {
+	env := newTestEnv(t, cckmtest.Options{})
+	a := bindTestPermits(t, env, 1, 10*time.Second, true)
+	held, err := acquireWithin(a, 5*time.Second)
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, env.js.DeleteConsumer(ctx, InFlightStream, InFlightConsumer))
+	b := bindTestPermits(t, env, 1, 10*time.Second, true) // makes the consumer again
+	second, err := acquireWithin(b, 5*time.Second)
+	require.NoError(t, err, "the new consumer hands the permit out again")
+	cons, err := env.js.Consumer(ctx, InFlightStream, InFlightConsumer)
+	require.NoError(t, err)
+	made := cons.CachedInfo().Created
+	require.Eventually(t, func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.made.Equal(made)
+	}, 5*time.Second, 10*time.Millisecond, "the first instance saw the consumer made anew")
+
+	a.release(held) // the call under the gone permit ends
+	c := bindTestPermits(t, env, 1, 10*time.Second, true)
+	_, err = acquireWithin(c, 4*permitIdle)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "the permit the second instance holds was delivered again")
+	b.release(second)
+}
+
 // TestPermitsLostWhileTheWorkerRunsAreMadeAgain: with the permit stream
 // deleted, or its permits purged, calls wait; the worker makes them again
 // and every request still ends canceled.
