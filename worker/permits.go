@@ -78,9 +78,9 @@ const (
 	permitRotation = time.Second
 	// permitMaxHold is how long an instance keeps a permit while its calls
 	// keep needing it and no other instance waits. Giving it back then
-	// checks that it is still a permit: one purged or deleted with its
-	// stream by hand is gone from the server, and calls under it do not
-	// count against the bound.
+	// checks that it is still a permit: one deleted on its own by hand,
+	// which watch cannot always tell (see goneLocked), is gone from the
+	// server, and calls under it do not count against the bound.
 	permitMaxHold = 10 * time.Second
 	// permitWatchEvery is how often an instance holding permits asks
 	// whether other instances wait for them (watch): twice a
@@ -470,9 +470,10 @@ func (p *permits) run(ctx context.Context) {
 // permitRotation when other instances may be waiting, permitMaxHold when
 // none is. Pull requests waiting at the server beyond this instance's
 // own are other instances waiting. Fewer permits out at the server than
-// this instance holds means some it holds are gone (purged, or the
-// consumer made anew): they are given back soon, and the stream filled
-// again. A consumer that cannot be read is taken as waited on.
+// this instance holds means some it holds are gone: they are given back
+// soon, and the stream filled again. The permits it knows gone by their
+// own sequence and consumer (goneLocked) it drops at once. A consumer
+// that cannot be read is taken as waited on.
 func (p *permits) watch(ctx context.Context) {
 	ticker := time.NewTicker(permitWatchEvery)
 	defer ticker.Stop()
@@ -725,7 +726,7 @@ func (p *provisioner) checkInFlightStream(ctx context.Context) error {
 		}
 	}
 	// Calls under the permits purged end as they would; the instances
-	// holding them give them up within permitRotation.
+	// holding them drop them within permitWatchEvery (below the ack floor).
 	if !excess {
 		return nil
 	}
