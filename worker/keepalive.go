@@ -66,6 +66,32 @@ func (k *keeper) hold(msg jetstream.Msg, ackWait time.Duration, now time.Time) {
 	}
 }
 
+// retime has every message held reported at the pace of ackWait from now
+// on, the ack wait of their consumer having changed; one last reported
+// longer ago than a third of it is reported at the next sweep.
+func (k *keeper) retime(ackWait time.Duration) {
+	interval := ackWait / 3
+	if interval <= 0 {
+		return
+	}
+	k.mu.Lock()
+	for msg, h := range k.held {
+		h.interval = interval
+		k.held[msg] = h
+	}
+	shorter := interval < k.shortest
+	if shorter {
+		k.shortest = interval
+	}
+	k.mu.Unlock()
+	if shorter {
+		select {
+		case k.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // release stops keeping msg alive.
 func (k *keeper) release(msg jetstream.Msg) {
 	k.mu.Lock()

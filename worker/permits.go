@@ -359,20 +359,20 @@ func (p *permits) askLocked() {
 	}
 	p.asked += want
 	p.pulls++
-	cons, ackWait := p.cons, p.ackWait
-	p.pulling.Go(func() { p.fetch(cons, ackWait, want) })
+	cons := p.cons
+	p.pulling.Go(func() { p.fetch(cons, want) })
 }
 
 // fetch asks cons for n permits and places each as it comes.
-func (p *permits) fetch(cons jetstream.Consumer, ackWait time.Duration, n int) {
+func (p *permits) fetch(cons jetstream.Consumer, n int) {
 	got := 0
 	batch, err := cons.Fetch(n, jetstream.FetchMaxWait(permitFetchWait))
 	if err == nil {
 		for msg := range batch.Messages() {
 			got++
 			now := p.now()
-			p.keep.hold(msg, ackWait, now)
 			p.mu.Lock()
+			p.keep.hold(msg, p.ackWait, now) // as watch last read it
 			p.asked--
 			if p.closed {
 				p.mu.Unlock()
@@ -500,6 +500,14 @@ func (p *permits) watch(ctx context.Context) {
 		p.keepFor = keepFor
 		if err == nil {
 			p.sweepGoneLocked(info)
+			// An ack wait shortened under the permits held (by hand, or
+			// by an instance putting another setting right) would have
+			// them time out at the server, and be handed to another
+			// instance, between two reports at the old pace.
+			if ackWait := info.Config.AckWait; ackWait > 0 && ackWait != p.ackWait {
+				p.ackWait = ackWait
+				p.keep.retime(ackWait)
+			}
 		}
 		p.mu.Unlock()
 	}

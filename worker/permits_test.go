@@ -366,6 +366,34 @@ func TestAGonePermitIsNotGivenBackToAConsumerMadeAnew(t *testing.T) {
 	b.release(second)
 }
 
+// TestAPermitConsumerWhoseAckWaitIsShortenedKeepsTheBound: the permit
+// consumer's ack wait shortened (by hand, or by an instance putting
+// another setting right) while an instance holds a permit. Reported in
+// progress at the old ack wait's pace, the permit would time out at the
+// server and be handed to another instance while the first still calls
+// under it.
+func TestAPermitConsumerWhoseAckWaitIsShortenedKeepsTheBound(t *testing.T) {
+	const shorter = 1500 * time.Millisecond
+	env := newTestEnv(t, cckmtest.Options{})
+	a := bindTestPermits(t, env, 1, 10*time.Second, true)
+	held, err := acquireWithin(a, 5*time.Second)
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cons, err := env.js.Consumer(ctx, InFlightStream, InFlightConsumer)
+	require.NoError(t, err)
+	cfg := cons.CachedInfo().Config
+	cfg.AckWait = shorter
+	_, err = env.js.UpdateConsumer(ctx, InFlightStream, cfg)
+	require.NoError(t, err)
+
+	b := bindTestPermits(t, env, 1, shorter, true)
+	_, err = acquireWithin(b, 3*shorter)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "the permit held was handed to another instance")
+	a.release(held)
+}
+
 // TestPermitsLostWhileTheWorkerRunsAreMadeAgain: with the permit stream
 // deleted, or its permits purged, calls wait; the worker makes them again
 // and every request still ends canceled.
