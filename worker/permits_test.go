@@ -195,6 +195,16 @@ func TestPermitsAreSharedAcrossInstances(t *testing.T) {
 	})
 }
 
+// purgePermits purges the permit stream, as an operator might by hand.
+func purgePermits(t *testing.T, env *testEnv) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	stream, err := env.js.Stream(ctx, InFlightStream)
+	require.NoError(t, err)
+	require.NoError(t, stream.Purge(ctx))
+}
+
 // keepBusy has n callers take permits of p call after call (each call 5
 // ms) until the returned function is called, which waits for them.
 func keepBusy(p *permits, n int) (stop func()) {
@@ -280,11 +290,7 @@ func TestPermitsPurgedUnderABusyInstanceAreGivenUpSoon(t *testing.T) {
 	env := newTestEnv(t, cckmtest.Options{})
 	a := busyAlone(t, env, bound, permitRotation+100*time.Millisecond)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	stream, err := env.js.Stream(ctx, InFlightStream)
-	require.NoError(t, err)
-	require.NoError(t, stream.Purge(ctx))
+	purgePermits(t, env)
 	purged := time.Now()
 	require.Eventually(t, func() bool { return a.held() == 0 }, 4*permitRotation, 10*time.Millisecond,
 		"the purged permits were given up")
@@ -301,13 +307,7 @@ func TestPermitsPurgedUnderABusyInstanceAreGivenUpSoon(t *testing.T) {
 func TestGhostPermitsBesideAnotherInstanceAreGivenUpSoon(t *testing.T) {
 	const bound = 3
 	for name, spoil := range map[string]func(t *testing.T, env *testEnv){
-		"purged": func(t *testing.T, env *testEnv) {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			stream, err := env.js.Stream(ctx, InFlightStream)
-			require.NoError(t, err)
-			require.NoError(t, stream.Purge(ctx))
-		},
+		"purged": purgePermits,
 		"consumer made anew": func(t *testing.T, env *testEnv) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -332,6 +332,15 @@ func TestGhostPermitsBesideAnotherInstanceAreGivenUpSoon(t *testing.T) {
 	}
 }
 
+// oneHeld binds an instance to a bound of one permit, and takes it.
+func oneHeld(t *testing.T, env *testEnv) (*permits, permit) {
+	t.Helper()
+	p := bindTestPermits(t, env, 1, 10*time.Second, true)
+	held, err := acquireWithin(p, 5*time.Second)
+	require.NoError(t, err)
+	return p, held
+}
+
 // TestAGonePermitIsNotGivenBackToAConsumerMadeAnew: the permit consumer
 // deleted and made anew while an instance calls under a permit, which the
 // new consumer hands to another instance. A Nak of the old permit would
@@ -340,10 +349,7 @@ func TestGhostPermitsBesideAnotherInstanceAreGivenUpSoon(t *testing.T) {
 // under it: the bound passed by one for as long as the permit is busy.
 func TestAGonePermitIsNotGivenBackToAConsumerMadeAnew(t *testing.T) {
 	env := newTestEnv(t, cckmtest.Options{})
-	a := bindTestPermits(t, env, 1, 10*time.Second, true)
-	held, err := acquireWithin(a, 5*time.Second)
-	require.NoError(t, err)
-
+	a, held := oneHeld(t, env)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, env.js.DeleteConsumer(ctx, InFlightStream, InFlightConsumer))
@@ -375,10 +381,7 @@ func TestAGonePermitIsNotGivenBackToAConsumerMadeAnew(t *testing.T) {
 func TestAPermitConsumerWhoseAckWaitIsShortenedKeepsTheBound(t *testing.T) {
 	const shorter = 1500 * time.Millisecond
 	env := newTestEnv(t, cckmtest.Options{})
-	a := bindTestPermits(t, env, 1, 10*time.Second, true)
-	held, err := acquireWithin(a, 5*time.Second)
-	require.NoError(t, err)
-
+	a, held := oneHeld(t, env)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cons, err := env.js.Consumer(ctx, InFlightStream, InFlightConsumer)
@@ -400,13 +403,7 @@ func TestAPermitConsumerWhoseAckWaitIsShortenedKeepsTheBound(t *testing.T) {
 func TestPermitsLostWhileTheWorkerRunsAreMadeAgain(t *testing.T) {
 	for name, lose := range map[string]func(t *testing.T, env *testEnv){
 		"stream deleted": func(t *testing.T, env *testEnv) { env.deleteStream(t, InFlightStream) },
-		"permits purged": func(t *testing.T, env *testEnv) {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			stream, err := env.js.Stream(ctx, InFlightStream)
-			require.NoError(t, err)
-			require.NoError(t, stream.Purge(ctx))
-		},
+		"permits purged": purgePermits,
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
