@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cckm/cckm-cancel-worker/cckmclient/cckmtest"
+	"github.com/cckm/cckm-cancel-worker/internal/natstest"
 	"github.com/cckm/cckm-cancel-worker/messages"
 )
 
@@ -133,15 +134,7 @@ func TestMemoryFollowsTheNumberOfSlotsNotThePayloads(t *testing.T) {
 			require.NoError(t, err)
 			futures = append(futures, future)
 		}
-		for _, future := range futures {
-			select {
-			case <-future.Ok():
-			case err := <-future.Err():
-				require.NoError(t, err)
-			case <-ctx.Done():
-				t.Fatal("publishing timed out")
-			}
-		}
+		natstest.AwaitAcks(t, futures, 30*time.Second)
 
 		counting := &countingCanceler{Canceler: env.client(t, nil)}
 		w := env.startWorker(t, cfg, counting)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cckm/cckm-cancel-worker/cckmclient"
 	"github.com/cckm/cckm-cancel-worker/cckmclient/cckmtest"
+	"github.com/cckm/cckm-cancel-worker/internal/natstest"
 	"github.com/cckm/cckm-cancel-worker/messages"
 )
 
@@ -83,15 +84,7 @@ func TestMaxInFlightBoundsTheCallsOfEveryInstanceTogether(t *testing.T) {
 				require.NoError(t, err)
 				acks = append(acks, ack)
 			}
-			for _, ack := range acks {
-				select {
-				case <-ack.Ok():
-				case err := <-ack.Err():
-					require.NoError(t, err)
-				case <-time.After(10 * time.Second):
-					t.Fatal("a request was not stored within 10s")
-				}
-			}
+			natstest.AwaitAcks(t, acks, 10*time.Second)
 			seen := map[string]bool{}
 			for len(seen) < requests {
 				result, _ := results.next(t)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cckm/cckm-cancel-worker/cckmclient"
 	"github.com/cckm/cckm-cancel-worker/cckmclient/cckmtest"
+	"github.com/cckm/cckm-cancel-worker/internal/natstest"
 	"github.com/cckm/cckm-cancel-worker/messages"
 )
 
@@ -203,15 +204,7 @@ func TestTwoWorkersShareTheConsumerAndAnswerAllRequests(t *testing.T) {
 		require.NoError(t, err)
 		acks = append(acks, ack)
 	}
-	for _, ack := range acks {
-		select {
-		case <-ack.Ok():
-		case err := <-ack.Err():
-			require.NoError(t, err)
-		case <-ctx.Done():
-			t.Fatal("publishing timed out")
-		}
-	}
+	natstest.AwaitAcks(t, acks, 60*time.Second)
 
 	stream, err := env.js.Stream(ctx, ResultStream)
 	require.NoError(t, err)

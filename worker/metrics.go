@@ -55,15 +55,15 @@ var resultCodes = map[messages.Status][]messages.ErrorCode{
 // cckm_cancel_publish_failures_total: the things the worker publishes.
 var publishOutputs = []string{"result", "dead_letter", "follow_task", "settled"}
 
-// grantTypes are the grant label values of
-// cckm_cancel_cm_token_grants_total, and tokenGrantOutcomes its outcome
-// values.
 // States of cckm_cancel_cm_permits.
 const (
 	permitHeld    = "held"
 	permitWaiting = "waiting"
 )
 
+// grantTypes are the grant label values of
+// cckm_cancel_cm_token_grants_total, and tokenGrantOutcomes its outcome
+// values.
 var (
 	grantTypes         = []string{"password", "refresh_token"}
 	tokenGrantOutcomes = []string{grantOK, grantRefused, grantUnreachable, grantFailed}
@@ -84,6 +84,9 @@ type Metrics struct {
 	held         prometheus.Gauge
 	holds        prometheus.Counter
 	permits      *prometheus.GaugeVec
+	// The two series of permits, looked up once: they are set on every
+	// call that keeps or hands on a permit.
+	permitsHeld, permitsWaiting prometheus.Gauge
 }
 
 // NewMetrics creates the metrics, with every series named by the label
@@ -173,8 +176,8 @@ func (m *Metrics) initSeries() {
 			m.tokenGrants.WithLabelValues(grant, outcome)
 		}
 	}
-	m.permits.WithLabelValues(permitHeld)
-	m.permits.WithLabelValues(permitWaiting)
+	m.permitsHeld = m.permits.WithLabelValues(permitHeld)
+	m.permitsWaiting = m.permits.WithLabelValues(permitWaiting)
 }
 
 // ObserveCall records one HTTP attempt to CipherTrust Manager; status is
@@ -279,8 +282,8 @@ func (m *Metrics) setHeld(held bool) {
 // setPermits records the permits held and the calls waiting for one.
 func (m *Metrics) setPermits(held, waiting int) {
 	if m != nil {
-		m.permits.WithLabelValues(permitHeld).Set(float64(held))
-		m.permits.WithLabelValues(permitWaiting).Set(float64(waiting))
+		m.permitsHeld.Set(float64(held))
+		m.permitsWaiting.Set(float64(waiting))
 	}
 }
 

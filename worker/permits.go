@@ -429,7 +429,39 @@ func (p *permits) run(ctx context.Context) {
 	helpers.Go(func() { p.keep.run(ctx) })
 	helpers.Go(func() { p.watch(ctx) })
 	defer helpers.Wait()
-	ticker := time.NewTicker(permitIdle / 2)
+	every(ctx, permitIdle/2, p.giveBackIdle)
+}
+
+// giveBackIdle gives back the permits no call has used for permitIdle,
+// and drops those of them that are lapsed or gone.
+func (p *permits) giveBackIdle() {
+	p.mu.Lock()
+	cutoff := p.now().Add(-permitIdle)
+	var idle []permit
+	n := len(p.free)
+	p.free = slices.DeleteFunc(p.free, func(held permit) bool {
+		switch {
+		case held.idle.After(cutoff):
+			return false
+		case p.lapsedLocked(held) || p.goneLocked(held):
+			p.dropLocked(held)
+		default:
+			idle = append(idle, held)
+		}
+		return true
+	})
+	if len(p.free) != n {
+		p.gaugeLocked()
+	}
+	p.mu.Unlock()
+	for _, held := range idle {
+		p.giveBack(held)
+	}
+}
+
+// every calls fn every d until ctx ends.
+func every(ctx context.Context, d time.Duration, fn func()) {
+	ticker := time.NewTicker(d)
 	defer ticker.Stop()
 	for {
 		select {
@@ -437,31 +469,7 @@ func (p *permits) run(ctx context.Context) {
 			return
 		case <-ticker.C:
 		}
-		p.mu.Lock()
-		cutoff := p.now().Add(-permitIdle)
-		var idle []permit
-		p.free = slices.DeleteFunc(p.free, func(held permit) bool {
-			if held.idle.After(cutoff) {
-				return false
-			}
-			idle = append(idle, held)
-			return true
-		})
-		if len(idle) > 0 {
-			p.gaugeLocked()
-		}
-		p.mu.Unlock()
-		for _, held := range idle {
-			p.mu.Lock()
-			drop := p.lapsedLocked(held) || p.goneLocked(held)
-			if drop {
-				p.dropLocked(held)
-			}
-			p.mu.Unlock()
-			if !drop {
-				p.giveBack(held)
-			}
-		}
+		fn()
 	}
 }
 
@@ -475,41 +483,38 @@ func (p *permits) run(ctx context.Context) {
 // own sequence and consumer (goneLocked) it drops at once. A consumer
 // that cannot be read is taken as waited on.
 func (p *permits) watch(ctx context.Context) {
-	ticker := time.NewTicker(permitWatchEvery)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-		}
-		p.mu.Lock()
-		cons, held, pulls := p.cons, p.inUse+len(p.free), p.pulls
-		p.mu.Unlock()
-		if cons == nil || held == 0 {
-			continue
-		}
-		infoCtx, cancel := context.WithTimeout(ctx, permitWatchEvery)
-		info, err := cons.Info(infoCtx)
-		cancel()
-		keepFor := permitRotation
-		if err == nil && info.NumWaiting <= pulls && info.NumAckPending >= held {
-			keepFor = permitMaxHold
-		}
-		p.mu.Lock()
-		p.keepFor = keepFor
-		if err == nil {
-			p.sweepGoneLocked(info)
-			// An ack wait shortened under the permits held (by hand, or
-			// by an instance putting another setting right) would have
-			// them time out at the server, and be handed to another
-			// instance, between two reports at the old pace.
-			if ackWait := info.Config.AckWait; ackWait > 0 && ackWait != p.ackWait {
-				p.ackWait = ackWait
-				p.keep.retime(ackWait)
-			}
-		}
-		p.mu.Unlock()
+	every(ctx, permitWatchEvery, func() { p.look(ctx) })
+}
+
+// look reads the permit consumer once, for watch.
+func (p *permits) look(ctx context.Context) {
+	p.mu.Lock()
+	cons, held, pulls := p.cons, p.inUse+len(p.free), p.pulls
+	p.mu.Unlock()
+	if cons == nil || held == 0 {
+		return
+	}
+	infoCtx, cancel := context.WithTimeout(ctx, permitWatchEvery)
+	info, err := cons.Info(infoCtx)
+	cancel()
+	keepFor := permitRotation
+	if err == nil && info.NumWaiting <= pulls && info.NumAckPending >= held {
+		keepFor = permitMaxHold
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.keepFor = keepFor
+	if err != nil {
+		return
+	}
+	p.sweepGoneLocked(info)
+	// An ack wait shortened under the permits held (by hand, or by an
+	// instance putting another setting right) would have them time out
+	// at the server, and be handed to another instance, between two
+	// reports at the old pace.
+	if ackWait := info.Config.AckWait; ackWait > 0 && ackWait != p.ackWait {
+		p.ackWait = ackWait
+		p.keep.retime(ackWait)
 	}
 }
 

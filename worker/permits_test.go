@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -520,12 +521,15 @@ func TestSpoiltPermitSettingsAreCaught(t *testing.T) {
 	}
 }
 
-// TestAPermitConsumerWithABackOffKeepsTheBound: an existing permit
-// consumer with a back-off whose later steps are shorter than the ack
-// wait (which the server then takes from the first step). Once the
-// permits have been given back and taken again, a held permit must not
-// be handed to a second instance while the first still holds it.
-func TestAPermitConsumerWithABackOffKeepsTheBound(t *testing.T) {
+// TestAPermitConsumerWithABackOffIsPutRightBeforeItBreaksTheBound: an
+// existing permit consumer with a back-off whose later steps are shorter
+// than the ack wait (which the server then takes from the first step).
+// The instances bind with provisioning on, which takes the back-off out;
+// once the permits have been given back and taken again, a held permit is
+// not handed to a second instance while the first still holds it. (With
+// the back-off left in place, it was: the test fails without the
+// correction.)
+func TestAPermitConsumerWithABackOffIsPutRightBeforeItBreaksTheBound(t *testing.T) {
 	const bound = 2
 	env := newTestEnv(t, cckmtest.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -641,13 +645,15 @@ func TestAnAttemptWaitingForAPermitWhenAHoldBeginsIsHeldToo(t *testing.T) {
 	require.NoError(t, err)
 
 	sent := make(chan time.Time, 1)
-	go func() {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
 		done, err := gate.Wait(ctx) // waits for the permit
 		if err == nil {
 			sent <- time.Now()
 			done(200, 0)
 		}
-	}()
+	})
 	require.Eventually(t, func() bool {
 		permits.p.mu.Lock()
 		defer permits.p.mu.Unlock()
@@ -750,4 +756,48 @@ func TestAPermitHeldAcrossAReconnectIsNotGivenBack(t *testing.T) {
 	_, err = acquireWithin(b, 5*ackWait)
 	require.NoError(t, err, "back after the ack wait")
 	assert.Zero(t, a.held(), "the dropped permit is not counted as held")
+}
+
+// TestThePermitsGaugeShowsWhatIsHeldAndWhatWaits: cckm_cancel_cm_permits
+// counts the permits an instance holds, in use or kept for its next
+// call, and its calls waiting for one; a permit given back when idle
+// leaves the count.
+func TestThePermitsGaugeShowsWhatIsHeldAndWhatWaits(t *testing.T) {
+	env := newTestEnv(t, cckmtest.Options{})
+	reg := prometheus.NewRegistry()
+	a := bindTestPermits(t, env, 1, 10*time.Second, true)
+	a.mu.Lock()
+	a.metrics = NewMetrics(reg)
+	a.mu.Unlock()
+	const gauge = "cckm_cancel_cm_permits"
+	held, waiting := map[string]string{"state": "held"}, map[string]string{"state": "waiting"}
+
+	first, err := acquireWithin(a, 5*time.Second)
+	require.NoError(t, err)
+	assert.Equal(t, 1.0, requireSeries(t, reg, gauge, held))
+	assert.Equal(t, 0.0, requireSeries(t, reg, gauge, waiting))
+
+	second := make(chan permit, 1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		if p, err := acquireWithin(a, 5*time.Second); err == nil {
+			second <- p
+		}
+	})
+	requireSeriesReaches(t, reg, gauge, waiting, 1)
+	assert.Equal(t, 1.0, requireSeries(t, reg, gauge, held), "the permit in use, not one for the call waiting")
+
+	a.release(first) // handed to the call waiting
+	var p permit
+	select {
+	case p = <-second:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the call waiting never got the permit")
+	}
+	assert.Equal(t, 1.0, requireSeries(t, reg, gauge, held))
+	assert.Equal(t, 0.0, requireSeries(t, reg, gauge, waiting))
+
+	a.release(p)
+	requireSeriesReaches(t, reg, gauge, held, 0) // given back once idle
 }

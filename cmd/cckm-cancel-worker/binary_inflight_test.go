@@ -67,15 +67,7 @@ func TestThreeBinariesKeepToCCKMMaxInFlightTogether(t *testing.T) {
 		require.NoError(t, err)
 		acks = append(acks, ack)
 	}
-	for _, ack := range acks {
-		select {
-		case <-ack.Ok():
-		case err := <-ack.Err():
-			require.NoError(t, err)
-		case <-time.After(10 * time.Second):
-			t.Fatal("a request was not stored within 10s")
-		}
-	}
+	natstest.AwaitAcks(t, acks, 10*time.Second)
 	got := receiveResults(t, results, requests, 60*time.Second)
 	for _, msg := range got {
 		assert.Equal(t, "canceled", decodeResult(t, msg).Status)

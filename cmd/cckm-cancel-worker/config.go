@@ -121,8 +121,10 @@ var devDefaults = map[string]string{
 // errVersion is loadConfig's answer to --version: print the version, exit 0.
 var errVersion = errors.New("version requested")
 
-// maxMaxInFlight bounds CCKM_MAX_IN_FLIGHT: it becomes the consumers'
-// MaxAckPending, and a bound past this protects nothing.
+// maxMaxInFlight bounds CCKM_MAX_IN_FLIGHT: it is the number of permit
+// messages the worker publishes into CCKM_CANCEL_INFLIGHT (one by one,
+// when it fills the stream; the request consumer's MaxAckPending is
+// twice it), and a bound past this protects nothing.
 const maxMaxInFlight = 1_000_000
 
 // loadConfig reads settings from getenv and args. An error names the

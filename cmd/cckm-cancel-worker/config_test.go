@@ -125,7 +125,7 @@ func settingCases(t *testing.T) []settingCase {
 		{"CCKM_RATE_BURST", "3", "10", nil, func(c config) string { return str(c.Guard.RateBurst) }},
 		{"WORKER_MODE", "core", "jetstream", nil, func(c config) string { return string(c.Worker.Mode) }},
 		{"WORKER_CONCURRENCY", "8", "16", nil, func(c config) string { return str(c.Worker.Concurrency) }},
-		{"CCKM_MAX_IN_FLIGHT", "10", "2", nil, func(c config) string { return str(c.Worker.MaxInFlight) }},
+		{"CCKM_MAX_IN_FLIGHT", "10", "1", nil, func(c config) string { return str(c.Worker.MaxInFlight) }},
 		{"WORKER_PROVISION", "false", "true", nil, func(c config) string { return strconv.FormatBool(c.Worker.Provision) }},
 		{"WORKER_ACK_WAIT", "45s", "1m0s", nil, func(c config) string { return c.Worker.AckWait.String() }},
 		{"WORKER_MAX_DELIVERIES", "3", "7", nil, func(c config) string { return str(c.Worker.MaxDeliveries) }},

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Options returns the options RunServer uses, for tests that restart a
@@ -56,4 +57,20 @@ func Connect(t testing.TB, ns *server.Server, opts ...nats.Option) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// AwaitAcks waits until the stream has acknowledged every publish of acks,
+// and fails the test at the first refused or at within.
+func AwaitAcks(t testing.TB, acks []jetstream.PubAckFuture, within time.Duration) {
+	t.Helper()
+	deadline := time.After(within)
+	for _, ack := range acks {
+		select {
+		case <-ack.Ok():
+		case err := <-ack.Err():
+			t.Fatalf("natstest: a publish was refused: %v", err)
+		case <-deadline:
+			t.Fatalf("natstest: the stream did not acknowledge every publish within %v", within)
+		}
+	}
 }
