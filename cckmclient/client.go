@@ -195,6 +195,12 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
+// CloseIdleConnections closes the connections to CipherTrust Manager that
+// no call is using. A Client that is done with calls should call it: its
+// idle connections (and their goroutines on both ends) otherwise stay open
+// until the transport's idle timeout, 90 s.
+func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
+
 // parseBaseURL checks CCKM_URL: an absolute http or https URL, no query.
 func parseBaseURL(raw string) (*url.URL, error) {
 	if raw == "" {

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/cckm/cckm-cancel-worker/cckmclient"
 	"github.com/cckm/cckm-cancel-worker/internal/telemetry"
 	"github.com/cckm/cckm-cancel-worker/worker"
 )
@@ -31,6 +32,7 @@ type inProcessWorker struct {
 	cancel  context.CancelFunc
 	done    chan error
 	nc      *nats.Conn
+	client  *cckmclient.Client
 	closed  chan struct{} // closed when nc is
 	logFile *os.File
 	logBuf  *bufio.Writer
@@ -57,6 +59,7 @@ func startInProcessWorker(natsURL, cmURL string, mode worker.Mode, concurrency i
 		p.closeLog()
 		return nil, err
 	}
+	p.client = client
 	p.closed = make(chan struct{})
 	if p.nc, err = nats.Connect(natsURL, nats.Name("cckm-cancel-worker (in process)"),
 		nats.ClosedHandler(func(*nats.Conn) { close(p.closed) })); err != nil {
@@ -105,6 +108,7 @@ func (p *inProcessWorker) stop() {
 	case <-time.After(30 * time.Second):
 		p.nc.Close()
 	}
+	p.client.CloseIdleConnections() // else they stay open beside the next runs
 	p.closeLog()
 }
 

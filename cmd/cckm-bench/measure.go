@@ -196,6 +196,10 @@ func measureDirect(url string, concurrency, n, lowLoad int) (row, error) {
 	if err != nil {
 		return row{}, err
 	}
+	// Its C connections would otherwise stay open for the transport's idle
+	// timeout (90 s), with their goroutines in this process, through the
+	// next runs.
+	defer client.CloseIdleConnections()
 	ctx, cancel := measureContext()
 	defer cancel()
 	if _, err := client.Cancel(ctx, messages.KindRefresh, messages.NewRequestID()); err != nil { // log in first
