@@ -68,9 +68,21 @@ const (
 // jsonRequest is the JSON form of a request. Fields are raw so that a value
 // of the wrong type gets a clear error of its own.
 type jsonRequest struct {
-	ID        json.RawMessage `json:"id"`
-	RequestID json.RawMessage `json:"request_id"`
-	Follow    json.RawMessage `json:"follow"`
+	ID        json.RawMessage
+	RequestID json.RawMessage
+	Follow    json.RawMessage
+}
+
+// decodeJSONRequest reads the request's fields from a JSON object. Keys
+// match exactly: encoding/json would also take "ID" or "Follow" for a
+// field, and a field spelt so is one the producer meant for someone else,
+// to be ignored like any unknown field. Of a repeated key the last counts.
+func decodeJSONRequest(payload []byte) (jsonRequest, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &fields); err != nil {
+		return jsonRequest{}, err
+	}
+	return jsonRequest{ID: fields["id"], RequestID: fields["request_id"], Follow: fields["follow"]}, nil
 }
 
 // ParseRequest turns a payload and its headers into a Request for kind. The
@@ -150,8 +162,8 @@ func parsePayload(req *Request, payload []byte) (string, error) {
 }
 
 func parseJSONPayload(req *Request, payload []byte) (string, error) {
-	var body jsonRequest
-	if err := json.Unmarshal(payload, &body); err != nil {
+	body, err := decodeJSONRequest(payload)
+	if err != nil {
 		return "", &RequestError{Reason: "payload is not valid JSON: " + jsonReason(err)}
 	}
 	var requestID string

@@ -537,3 +537,48 @@ func TestSweepACloudEventsInCoreModeAndOnEveryCopy(t *testing.T) {
 		}
 	}
 }
+
+// A JSON request's fields are "id", "request_id" and "follow" exactly: a
+// field spelt in another case is an unknown field, and ignored.
+func TestSweepAFieldsSpeltInAnotherCaseAreUnknownAndIgnored(t *testing.T) {
+	for _, mode := range sweepAModes {
+		t.Run(string(mode), func(t *testing.T) {
+			t.Parallel()
+			env := newTestEnv(t, cckmtest.Options{AnyJob: true})
+			env.startWorker(t, testConfig(mode), env.client(t, nil))
+			for _, tc := range []struct {
+				name    string
+				payload func(id string) string
+				status  messages.Status
+				echoed  func(id string) string // nil: the id
+			}{
+				{"Follow of another type", func(id string) string { return `{"id":"` + id + `","Follow":"yes"}` },
+					messages.StatusCanceled, nil},
+				{"Request_ID", func(id string) string { return `{"id":"` + id + `","Request_ID":"ir-case"}` },
+					messages.StatusCanceled, nil},
+				{"ID after id", func(id string) string { return `{"id":"` + id + `","ID":"not-a-uuid"}` },
+					messages.StatusCanceled, nil},
+				{"ID alone", func(id string) string { return `{"ID":"` + id + `"}` },
+					messages.StatusRejected, func(string) string { return "" }},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					id := messages.NewRequestID()
+					result, _ := env.sendWithHeader(t, mode, messages.KindRefresh, []byte(tc.payload(id)), nil)
+					assert.Equal(t, tc.status, result.Status, "error: %+v", result.Error)
+					want := id
+					if tc.echoed != nil {
+						want = tc.echoed(id)
+					}
+					assert.Equal(t, want, result.ID)
+					assert.NotEqual(t, "ir-case", result.RequestID, "Request_ID is not request_id")
+					if tc.status == messages.StatusRejected {
+						assert.Empty(t, env.cm.CallsFor(id), "no call")
+						if assert.NotNil(t, result.Error) {
+							assert.Contains(t, result.Error.Message, `missing field "id"`)
+						}
+					}
+				})
+			}
+		})
+	}
+}
