@@ -166,6 +166,18 @@ func parseJSONPayload(req *Request, payload []byte) (string, error) {
 	if err != nil {
 		return "", &RequestError{Reason: "payload is not valid JSON: " + jsonReason(err)}
 	}
+	// The id is read first, so that a request rejected for another field
+	// still echoes it.
+	var id string
+	var idErr error
+	switch {
+	case !isPresent(body.ID):
+		idErr = &RequestError{Reason: "missing field \"id\""}
+	case json.Unmarshal(body.ID, &id) != nil:
+		idErr = &RequestError{Reason: "id must be a string"}
+	default:
+		req.ID = echoable(id)
+	}
 	var requestID string
 	if isPresent(body.RequestID) {
 		if err := json.Unmarshal(body.RequestID, &requestID); err != nil {
@@ -177,15 +189,7 @@ func parseJSONPayload(req *Request, payload []byte) (string, error) {
 			return requestID, &RequestError{Reason: "follow must be true or false"}
 		}
 	}
-	if !isPresent(body.ID) {
-		return requestID, &RequestError{Reason: "missing field \"id\""}
-	}
-	var id string
-	if err := json.Unmarshal(body.ID, &id); err != nil {
-		return requestID, &RequestError{Reason: "id must be a string"}
-	}
-	req.ID = echoable(id)
-	return requestID, nil
+	return requestID, idErr
 }
 
 // isPresent reports whether a raw JSON field was given and is not null.

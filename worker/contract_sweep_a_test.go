@@ -582,3 +582,37 @@ func TestSweepAFieldsSpeltInAnotherCaseAreUnknownAndIgnored(t *testing.T) {
 		})
 	}
 }
+
+// A JSON request rejected for another field still echoes the id it gave:
+// the id is empty only when the payload could not be parsed.
+func TestSweepARejectedForAnotherFieldStillEchoesTheID(t *testing.T) {
+	for _, mode := range sweepAModes {
+		t.Run(string(mode), func(t *testing.T) {
+			t.Parallel()
+			env := newTestEnv(t, cckmtest.Options{AnyJob: true})
+			env.startWorker(t, testConfig(mode), env.client(t, nil))
+			for _, tc := range []struct {
+				name    string
+				payload func(id string) string
+			}{
+				{"follow not a boolean", func(id string) string { return `{"id":"` + id + `","follow":"yes"}` }},
+				{"request_id not a string", func(id string) string { return `{"id":"` + id + `","request_id":42}` }},
+				{"request_id too long", func(id string) string {
+					return `{"id":"` + id + `","request_id":"` + strings.Repeat("r", messages.MaxRequestIDLength+1) + `"}`
+				}},
+				{"follow before the id", func(id string) string { return `{"follow":1,"id":"` + id + `"}` }},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					id := messages.NewRequestID()
+					result, _ := env.sendWithHeader(t, mode, messages.KindRefresh, []byte(tc.payload(id)), nil)
+					assert.Equal(t, messages.StatusRejected, result.Status)
+					assert.Equal(t, id, result.ID, "the id as given")
+					if assert.NotNil(t, result.Error) {
+						assert.Equal(t, messages.CodeInvalidRequest, result.Error.Code)
+					}
+					assert.Empty(t, env.cm.CallsFor(id), "no call")
+				})
+			}
+		})
+	}
+}
