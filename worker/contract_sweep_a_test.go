@@ -616,3 +616,107 @@ func TestSweepARejectedForAnotherFieldStillEchoesTheID(t *testing.T) {
 		})
 	}
 }
+
+// A valid traceparent reaches the HTTP call and the result in both modes;
+// one that is not valid W3C reaches neither, and the cancel is made all
+// the same.
+func TestSweepATraceparentInBothModes(t *testing.T) {
+	const valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	for _, mode := range sweepAModes {
+		t.Run(string(mode), func(t *testing.T) {
+			t.Parallel()
+			env := newTestEnv(t, cckmtest.Options{AnyJob: true})
+			env.startWorker(t, testConfig(mode), env.client(t, nil))
+			for _, tc := range []struct {
+				name, value string
+				forwarded   bool
+			}{
+				{"valid", valid, true},
+				{"a span id of zeros", "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", false},
+				{"a trace id of zeros", "00-00000000000000000000000000000000-00f067aa0ba902b7-01", false},
+				{"too short", "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01", false},
+				{"not hex", "00-4bf92f3577b34da6a3ce929d0e0e473x-00f067aa0ba902b7-01", false},
+				{"no dashes", "004bf92f3577b34da6a3ce929d0e0e4736000f067aa0ba902b7001", false},
+				{"garbage", "hello", false},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					id := messages.NewRequestID()
+					result, msg := env.sendWithHeader(t, mode, messages.KindRefresh, []byte(id),
+						nats.Header{messages.HeaderTraceparent: {tc.value}})
+					assert.Equal(t, messages.StatusCanceled, result.Status)
+					calls := env.cm.CallsFor(id)
+					require.Len(t, calls, 1)
+					if tc.forwarded {
+						assert.Equal(t, tc.value, calls[0].Header.Get("traceparent"), "on the HTTP call")
+						assert.Equal(t, tc.value, msg.Header.Get(messages.HeaderTraceparent), "on the result")
+						assert.Equal(t, tc.value, msg.Header.Get("ce-traceparent"), "the CloudEvents extension")
+						return
+					}
+					assert.Empty(t, calls[0].Header.Values("traceparent"), "not forwarded to the HTTP call")
+					assert.Empty(t, msg.Header.Values(messages.HeaderTraceparent), "not on the result")
+					assert.Empty(t, msg.Header.Values("ce-traceparent"), "no CloudEvents extension")
+				})
+			}
+		})
+	}
+}
+
+// Any 2xx with abort true is a cancel; a 2xx without it, even without a
+// body, is abort_not_set; 408 and 429 are retried and then failed with
+// the last status.
+func TestSweepAOtherSuccessAndRetriedStatuses(t *testing.T) {
+	for _, mode := range sweepAModes {
+		t.Run(string(mode), func(t *testing.T) {
+			t.Parallel()
+			env := newTestEnv(t, cckmtest.Options{})
+			env.startWorker(t, testConfig(mode), env.client(t, nil))
+			attemptsAll := map[Mode]int{ModeJetStream: 4, ModeCore: 2}
+			for _, tc := range []struct {
+				name      string
+				steps     func(id string) []cckmtest.Step
+				status    messages.Status
+				code      messages.ErrorCode
+				http      int
+				attempts  int
+				retryable bool
+				abort     bool
+			}{
+				{"202 with abort true", func(id string) []cckmtest.Step {
+					return []cckmtest.Step{{Status: 202, Body: `{"id":"` + id + `","abort":true,"overall_status":"in_progress"}`}}
+				}, messages.StatusCanceled, "", 202, 1, false, true},
+				{"204 without a body", func(string) []cckmtest.Step { return []cckmtest.Step{{Status: 204}} },
+					messages.StatusFailed, messages.CodeAbortNotSet, 204, 1, false, false},
+				{"200 with abort as the string true", func(id string) []cckmtest.Step {
+					return []cckmtest.Step{{Status: 200, Body: `{"id":"` + id + `","abort":"true","overall_status":"in_progress"}`}}
+				}, messages.StatusFailed, messages.CodeAbortNotSet, 200, 1, false, false},
+				{"408 to the end of the budget", func(string) []cckmtest.Step { return repeatStep(cckmtest.Step{Status: 408}, 10) },
+					messages.StatusFailed, messages.CodeClientError, 408, attemptsAll[mode], true, false},
+				{"429 to the end of the budget", func(string) []cckmtest.Step {
+					return repeatStep(cckmtest.Step{Status: 429, RetryAfter: "0"}, 10)
+				}, messages.StatusFailed, messages.CodeClientError, 429, attemptsAll[mode], true, false},
+				{"503 then a cancel", func(string) []cckmtest.Step { return []cckmtest.Step{{Status: 503}} },
+					messages.StatusCanceled, "", 200, 2, false, true},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					id := messages.NewRequestID()
+					env.cm.AddJob(cckmtest.Refresh, id)
+					env.cm.Script(id, tc.steps(id)...)
+					result, msg := env.sendWithHeader(t, mode, messages.KindRefresh, []byte(id), nil)
+					assert.Equal(t, tc.status, result.Status)
+					assert.Equal(t, tc.http, result.HTTPStatus, "http_status")
+					assert.Equal(t, tc.attempts, result.Attempts, "attempts")
+					assert.Equal(t, tc.abort, result.Abort, "abort")
+					raw := rawFields(t, msg.Data)
+					if tc.code == "" {
+						assert.NotContains(t, raw, "error")
+						return
+					}
+					if assert.NotNil(t, result.Error) {
+						assert.Equal(t, tc.code, result.Error.Code)
+						assert.Equal(t, tc.retryable, result.Error.Retryable)
+					}
+				})
+			}
+		})
+	}
+}
