@@ -720,3 +720,34 @@ func TestSweepAOtherSuccessAndRetriedStatuses(t *testing.T) {
 		})
 	}
 }
+
+// A settled event of core mode carries its CloudEvents attributes too,
+// ce-id being its own Nats-Msg-Id and ce-time its own completed_at.
+func TestSweepACoreModeSettledEventsAreCloudEvents(t *testing.T) {
+	env := newTestEnv(t, cckmtest.Options{AnyJob: true, SettleAfter: 100 * time.Millisecond})
+	settledEvents := env.watchResults(t, messages.SubjectSettled)
+	env.startWorker(t, followConfig(ModeCore), env.client(t, nil))
+
+	const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	id := messages.NewRequestID()
+	result, _ := env.sendWithHeader(t, ModeCore, "oci-sync", []byte(`{"id":"`+id+`","request_id":"ce-core","follow":true}`),
+		nats.Header{messages.HeaderTraceparent: {tp}})
+	require.Equal(t, messages.StatusCanceled, result.Status)
+
+	settled, msg := settledEvents.next(t)
+	require.NotNil(t, settled.Settled)
+	raw := rawFields(t, msg.Data)
+	var completedAt string
+	require.NoError(t, json.Unmarshal(raw["completed_at"], &completedAt))
+	h := msg.Header
+	assert.Equal(t, "cckm.cancel.oci-sync.settled", msg.Subject)
+	assert.Equal(t, "1.0", h.Get("ce-specversion"))
+	assert.Equal(t, "ce-core.settled", h.Get(messages.HeaderMsgID))
+	assert.Equal(t, h.Get(messages.HeaderMsgID), h.Get("ce-id"))
+	assert.Equal(t, "cckm-cancel-worker", h.Get("ce-source"))
+	assert.Equal(t, "com.github.cckm.cancel.settled", h.Get("ce-type"))
+	assert.Equal(t, id, h.Get("ce-subject"))
+	assert.Equal(t, completedAt, h.Get("ce-time"))
+	assert.Equal(t, "application/json", h.Get("ce-datacontenttype"))
+	assert.Equal(t, tp, h.Get("ce-traceparent"))
+}
