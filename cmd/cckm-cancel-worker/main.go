@@ -116,6 +116,9 @@ func run(ctx context.Context, cfg config, log zerolog.Logger, stdout io.Writer) 
 		return err
 	}
 	defer httpListener.Close() // for the returns before it is served
+	if err := checkNATSFiles(cfg); err != nil {
+		return err
+	}
 	if _, port, _ := net.SplitHostPort(cfg.HTTPAddr); port == "0" {
 		cfg.HTTPAddr = httpListener.Addr().String() // the port taken, for the banner
 	}

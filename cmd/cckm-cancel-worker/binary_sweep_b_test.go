@@ -1,0 +1,74 @@
+package main
+
+// Black-box checks of the binary's settings as an acceptance tester would
+// make them: every file a NATS setting names is read at start, and a bad
+// one stops the process with exit status 2 and one line naming it.
+
+import (
+	"maps"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/cckm/cckm-cancel-worker/cckmclient/cckmtest"
+)
+
+// credsContent has the shape of a NATS credentials file, pasted where its
+// name belongs.
+const credsContent = "-----BEGIN NATS USER JWT-----\neyJ0eXAiOiJKV1QifQ.e30.sig\n------END NATS USER JWT------\n\n" +
+	"-----BEGIN USER NKEY SEED-----\n" + nkeySeedExample + "\n------END USER NKEY SEED------\n"
+
+func TestABadNATSFileSettingExitsTwoWithOneLineNamingIt(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing")
+	notPEM := writeFile(t, "not.pem", "this is no certificate\n")
+	// NATS is never reached: the files are checked before any connection.
+	valid := map[string]string{
+		"NATS_URL": "nats://127.0.0.1:1", "CCKM_URL": "http://127.0.0.1:1",
+		"CCKM_TOKEN": "t", "HTTP_ADDR": "127.0.0.1:0",
+	}
+	for _, tc := range []struct {
+		name    string
+		more    map[string]string
+		setting string
+	}{
+		{"NATS_CREDS naming a missing file", map[string]string{"NATS_CREDS": missing}, "NATS_CREDS"},
+		{"NATS_CREDS naming a file without credentials", map[string]string{"NATS_CREDS": notPEM}, "NATS_CREDS"},
+		{"NATS_NKEY naming a missing file", map[string]string{"NATS_NKEY": missing}, "NATS_NKEY"},
+		{"NATS_NKEY naming a file without a seed", map[string]string{"NATS_NKEY": notPEM}, "NATS_NKEY"},
+		{"NATS_CA_FILE naming a missing file", map[string]string{"NATS_CA_FILE": missing}, "NATS_CA_FILE"},
+		{"NATS_CA_FILE naming a file without a certificate", map[string]string{"NATS_CA_FILE": notPEM}, "NATS_CA_FILE"},
+		{"NATS_CREDS holding the credentials themselves", map[string]string{"NATS_CREDS": credsContent}, "NATS_CREDS"},
+		{"NATS_CERT_FILE and NATS_KEY_FILE naming missing files", map[string]string{"NATS_CERT_FILE": missing, "NATS_KEY_FILE": missing}, "NATS_CERT_FILE"},
+	} {
+		t.Run(tc.name+" exits 2 with one line naming it", func(t *testing.T) {
+			t.Parallel()
+			env := maps.Clone(valid)
+			maps.Copy(env, tc.more)
+			p := startBinary(t, env)
+			assert.Equal(t, 2, p.exitCode(t, 10*time.Second))
+			assert.Empty(t, p.stdout.String(), "stdout")
+			stderr := p.stderr.String()
+			assert.Equal(t, 1, strings.Count(stderr, "\n"), "stderr is one line: %q", stderr)
+			assert.Contains(t, stderr, tc.setting)
+			assert.NotContains(t, stderr, "SUAM", "stderr quotes a seed")
+		})
+	}
+}
+
+func TestGoodNATSFilesPassTheStartCheck(t *testing.T) {
+	cm := cckmtest.NewServer(cckmtest.Options{TLS: true})
+	pem := string(cm.CACertPEM())
+	cm.Close()
+	cfg := config{
+		NATSNKey:   writeFile(t, "user.nk", nkeySeedExample+"\n"),
+		NATSCAFile: writeFile(t, "ca.pem", pem),
+	}
+	assert.NoError(t, checkNATSFiles(cfg))
+	cfg.Dev = true
+	cfg.NATSCAFile = filepath.Join(t.TempDir(), "missing")
+	assert.NoError(t, checkNATSFiles(cfg), "dev mode does not use the NATS files")
+}
