@@ -5,15 +5,19 @@ package main
 // one stops the process with exit status 2 and one line naming it.
 
 import (
+	"context"
 	"maps"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/cckm/cckm-cancel-worker/cckmclient/cckmtest"
+	"github.com/cckm/cckm-cancel-worker/internal/natstest"
 )
 
 // credsContent has the shape of a NATS credentials file, pasted where its
@@ -71,4 +75,54 @@ func TestGoodNATSFilesPassTheStartCheck(t *testing.T) {
 	cfg.Dev = true
 	cfg.NATSCAFile = filepath.Join(t.TempDir(), "missing")
 	assert.NoError(t, checkNATSFiles(cfg), "dev mode does not use the NATS files")
+}
+
+// The OpenTelemetry variables are flags too: --otel-exporter-otlp-endpoint
+// turns tracing on as OTEL_EXPORTER_OTLP_ENDPOINT does, and
+// --otel-service-name wins over OTEL_SERVICE_NAME.
+func TestTheOpenTelemetryVariablesAreFlagsOfTheSameMeaning(t *testing.T) {
+	t.Parallel()
+	ns := natstest.RunServer(t, nil)
+	cm := cckmtest.NewServer(cckmtest.Options{StaticToken: "cm-token"})
+	t.Cleanup(cm.Close)
+	id := newUUID(t)
+	cm.AddJob(cckmtest.Refresh, id)
+	receiver := newOTLPReceiver(t)
+	nc := natstest.Connect(t, ns)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	results := subscribeResults(t, nc)
+
+	p := startBinary(t, workerEnv(ns, cm, map[string]string{"CCKM_TOKEN": "cm-token", "OTEL_SERVICE_NAME": "from-the-variable"}),
+		"--otel-exporter-otlp-endpoint="+receiver.URL, "--otel-service-name=from-the-flag",
+		"--otel-bsp-schedule-delay=50") // milliseconds: spans arrive at once
+	p.waitUntilConsuming(t, js)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = js.Publish(ctx, "cckm.cancel.refresh", []byte(id))
+	require.NoError(t, err)
+	got := decodeResult(t, receiveResults(t, results, 1, 15*time.Second)[0])
+	require.Equal(t, "canceled", got.Status)
+
+	require.Eventually(t, func() bool {
+		spans, _ := receiver.received()
+		return len(spans) > 0
+	}, 15*time.Second, 20*time.Millisecond, "spans exported to the endpoint the flag names")
+	_, services := receiver.received()
+	for _, service := range services {
+		assert.Equal(t, "from-the-flag", service, "service.name: the flag wins over its variable")
+	}
+}
+
+func TestABadOpenTelemetryFlagExitsTwoWithOneLineNamingIt(t *testing.T) {
+	t.Parallel()
+	p := startBinary(t, map[string]string{
+		"NATS_URL": "nats://127.0.0.1:1", "CCKM_URL": "http://127.0.0.1:1", "CCKM_TOKEN": "t", "HTTP_ADDR": "127.0.0.1:0",
+	}, "--otel-exporter-otlp-endpoint=http://127.0.0.1:1", "--otel-exporter-otlp-protocol=grpc")
+	assert.Equal(t, 2, p.exitCode(t, 10*time.Second))
+	assert.Empty(t, p.stdout.String(), "stdout")
+	stderr := p.stderr.String()
+	assert.Equal(t, 1, strings.Count(stderr, "\n"), "stderr is one line: %q", stderr)
+	assert.Contains(t, stderr, "OTEL_EXPORTER_OTLP_PROTOCOL")
 }

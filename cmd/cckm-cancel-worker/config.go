@@ -47,6 +47,9 @@ type config struct {
 
 	// Tracing is what the SDK's OTEL_* variables say about tracing.
 	Tracing telemetry.Settings
+	// OTELFlags are the OTEL_* variables given as flags, by name: run sets
+	// them in the process's environment before the SDK reads it.
+	OTELFlags map[string]string
 
 	HTTPAddr  string
 	HTTPPprof bool
@@ -110,6 +113,25 @@ var settings = []setting{
 	{env: "DEV_NATS_PORT", def: strconv.Itoa(devNATSPort), usage: "dev mode: port of the embedded NATS server on 127.0.0.1 (0: any free port)"},
 }
 
+// otelVariables are the OpenTelemetry SDK's own variables that are also
+// flags of the same meaning (OTEL_SERVICE_NAME -> --otel-service-name). The
+// SDK reads them from the environment itself, so a flag given is put
+// there before tracing starts; it wins over its variable, as every flag
+// does.
+var otelVariables = []string{
+	"OTEL_SDK_DISABLED", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES",
+	"OTEL_TRACES_EXPORTER", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG",
+	"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+	"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+	"OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+	"OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+	"OTEL_EXPORTER_OTLP_COMPRESSION", "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+	"OTEL_EXPORTER_OTLP_CERTIFICATE", "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+	"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+	"OTEL_EXPORTER_OTLP_CLIENT_KEY", "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
+	"OTEL_BSP_SCHEDULE_DELAY", "OTEL_BSP_EXPORT_TIMEOUT", "OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+}
+
 // devDefaults are the defaults that differ in dev mode, where a person
 // watches: the simulated jobs end 15 s after their cancel, and a follow
 // should say so within a few seconds, not 30.
@@ -143,6 +165,10 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		if s.secret {
 			values[s.env+"_FILE"] = fs.String(flagName(s.env+"_FILE"), "", "file holding "+s.env+" ("+s.env+"_FILE)")
 		}
+	}
+	otelValues := map[string]*string{}
+	for _, name := range otelVariables {
+		otelValues[name] = fs.String(flagName(name), "", "OpenTelemetry SDK setting ("+name+")")
 	}
 	dev := fs.Bool("dev", false, "dev mode: embedded NATS on 127.0.0.1:4222 (DEV_NATS_PORT) and a simulated CipherTrust Manager")
 	version := fs.Bool("version", false, "print the name, version and VCS revision, and exit")
@@ -231,9 +257,20 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	if p.err != nil {
 		return config{}, p.err
 	}
-	// The OTEL_* variables are the SDK's own: read from the environment
-	// only, never flags.
-	tracing, err := telemetry.ReadSettings(getenv)
+	// The OTEL_* variables are the SDK's own; a flag given stands for its
+	// variable.
+	cfg.OTELFlags = map[string]string{}
+	for name, value := range otelValues {
+		if given[flagName(name)] {
+			cfg.OTELFlags[name] = *value
+		}
+	}
+	tracing, err := telemetry.ReadSettings(func(name string) string {
+		if value, ok := cfg.OTELFlags[name]; ok {
+			return value
+		}
+		return getenv(name)
+	})
 	if err != nil {
 		return config{}, err
 	}

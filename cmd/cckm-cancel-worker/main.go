@@ -133,6 +133,13 @@ func run(ctx context.Context, cfg config, log zerolog.Logger, stdout io.Writer) 
 	logSummary(log, cfg)
 	logConfig(log, cfg)
 
+	// The SDK reads its variables from the environment: the flags that
+	// stand for them go there first.
+	for name, value := range cfg.OTELFlags {
+		if err := os.Setenv(name, value); err != nil {
+			return fmt.Errorf("--%s: %w", flagName(name), err)
+		}
+	}
 	tracing, err := telemetry.Start(ctx, cfg.Tracing, log.With().Str("component", "telemetry").Logger())
 	if err != nil {
 		return err
