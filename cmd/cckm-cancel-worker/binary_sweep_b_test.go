@@ -6,12 +6,16 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"maps"
+	"net/http"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -125,4 +129,56 @@ func TestABadOpenTelemetryFlagExitsTwoWithOneLineNamingIt(t *testing.T) {
 	stderr := p.stderr.String()
 	assert.Equal(t, 1, strings.Count(stderr, "\n"), "stderr is one line: %q", stderr)
 	assert.Contains(t, stderr, "OTEL_EXPORTER_OTLP_PROTOCOL")
+}
+
+// WORKER_* still applies in dev mode: with WORKER_MODE=core, `nats req` on
+// a request subject is answered with the result, and no stream holds the
+// request subjects.
+func TestDevModeInCoreModeAnswersNATSRequest(t *testing.T) {
+	t.Parallel()
+	httpAddr := freeAddr(t)
+	p := startBinary(t, map[string]string{"HTTP_ADDR": httpAddr, "DEV_NATS_PORT": "0", "WORKER_MODE": "core"}, "--dev")
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + httpAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 20*time.Millisecond, "dev mode becomes ready")
+	var natsURL string
+	require.Eventually(t, func() bool {
+		line, _ := lineWith(p.stdout.String(), "NATS (JetStream on):")
+		_, natsURL, _ = strings.Cut(line, "NATS (JetStream on):")
+		natsURL = strings.TrimSpace(natsURL)
+		return natsURL != ""
+	}, 5*time.Second, 20*time.Millisecond, "the banner names the NATS URL")
+	nc, err := nats.Connect(natsURL)
+	require.NoError(t, err)
+	defer nc.Close()
+
+	id := newUUID(t)
+	reply, err := nc.Request("cckm.cancel.aws-sync", []byte(id), 10*time.Second)
+	require.NoError(t, err, "nats req is answered")
+	var got struct {
+		Kind, ID, Status string
+		Abort            bool
+		HTTPStatus       int `json:"http_status"`
+	}
+	require.NoError(t, json.Unmarshal(reply.Data, &got), "%s", reply.Data)
+	assert.Equal(t, "aws-sync", got.Kind)
+	assert.Equal(t, id, got.ID)
+	assert.Equal(t, "canceled", got.Status, "%s", reply.Data)
+	assert.True(t, got.Abort)
+	assert.Equal(t, http.StatusOK, got.HTTPStatus)
+
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = js.StreamNameBySubject(ctx, "cckm.cancel.aws-sync")
+	assert.ErrorIs(t, err, jetstream.ErrStreamNotFound, "a core-mode dev worker made a stream on the request subjects")
+
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	assert.Equal(t, 0, p.exitCode(t, 30*time.Second))
 }
