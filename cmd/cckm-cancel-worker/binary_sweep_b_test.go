@@ -2,7 +2,9 @@ package main
 
 // Black-box checks of the binary's settings as an acceptance tester would
 // make them: every file a NATS setting names is read at start, and a bad
-// one stops the process with exit status 2 and one line naming it.
+// one (or an HTTP_ADDR that cannot be listened on) stops the process with
+// exit status 2 and one line naming it; the OpenTelemetry variables are
+// flags too; dev mode honours WORKER_MODE.
 
 import (
 	"context"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/cckm/cckm-cancel-worker/cckmclient/cckmtest"
 	"github.com/cckm/cckm-cancel-worker/internal/natstest"
+	"github.com/cckm/cckm-cancel-worker/messages"
 )
 
 // credsContent has the shape of a NATS credentials file, pasted where its
@@ -50,6 +53,7 @@ func TestABadNATSFileSettingExitsTwoWithOneLineNamingIt(t *testing.T) {
 		{"NATS_CA_FILE naming a missing file", map[string]string{"NATS_CA_FILE": missing}, "NATS_CA_FILE"},
 		{"NATS_CA_FILE naming a file without a certificate", map[string]string{"NATS_CA_FILE": notPEM}, "NATS_CA_FILE"},
 		{"NATS_CREDS holding the credentials themselves", map[string]string{"NATS_CREDS": credsContent}, "NATS_CREDS"},
+		{"HTTP_ADDR with a port past 65535", map[string]string{"HTTP_ADDR": ":99999"}, "HTTP_ADDR"},
 		{"NATS_CERT_FILE and NATS_KEY_FILE naming missing files", map[string]string{"NATS_CERT_FILE": missing, "NATS_KEY_FILE": missing}, "NATS_CERT_FILE"},
 	} {
 		t.Run(tc.name+" exits 2 with one line naming it", func(t *testing.T) {
@@ -181,4 +185,68 @@ func TestDevModeInCoreModeAnswersNATSRequest(t *testing.T) {
 
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	assert.Equal(t, 0, p.exitCode(t, 30*time.Second))
+}
+
+// NATS_URL is a comma-separated list (the first server down here, white
+// space after the comma), and CCKM_URL a base URL that may end in a slash.
+func TestNATSURLTakesSeveralServersAndCCKMURLATrailingSlash(t *testing.T) {
+	t.Parallel()
+	ns := natstest.RunServer(t, nil)
+	cm := cckmtest.NewServer(cckmtest.Options{StaticToken: "cm-token"})
+	t.Cleanup(cm.Close)
+	down := freeAddr(t) // nothing listens there
+	nc := natstest.Connect(t, ns)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	results := subscribeResults(t, nc)
+
+	p := startBinary(t, workerEnv(ns, cm, map[string]string{
+		"CCKM_TOKEN": "cm-token",
+		"NATS_URL":   "nats://" + down + ", " + ns.ClientURL(),
+		"CCKM_URL":   cm.URL() + "/",
+	}))
+	p.waitUntilConsuming(t, js)
+
+	id := newUUID(t)
+	cm.AddJob(messages.Kind("aws-sync"), id)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = js.Publish(ctx, "cckm.cancel.aws-sync", []byte(" "+strings.ToUpper(id)+"\n"))
+	require.NoError(t, err)
+	got := decodeResult(t, receiveResults(t, results, 1, 15*time.Second)[0])
+	assert.Equal(t, "canceled", got.Status)
+	assert.Equal(t, http.StatusOK, got.HTTPStatus)
+	for _, call := range cm.Calls() {
+		assert.False(t, strings.Contains(call.Path, "//"), "a call to %s", call.Path)
+	}
+}
+
+func TestMoreBadSettingsAreErrorsNamingThem(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		env   envMap
+		args  []string
+		names string
+	}{
+		{"CCKM_URL without a host", minimalEnv.with(envMap{"CCKM_URL": "https://"}), nil, "CCKM_URL"},
+		{"CCKM_URL without a scheme", minimalEnv.with(envMap{"CCKM_URL": "cm.example.com"}), nil, "CCKM_URL"},
+		{"an empty --nats-url", minimalEnv, []string{"--nats-url="}, "NATS_URL"},
+		{"an empty --cckm-url", minimalEnv, []string{"--cckm-url="}, "CCKM_URL"},
+		{"WORKER_MAX_DELIVERIES=0", minimalEnv.with(envMap{"WORKER_MAX_DELIVERIES": "0"}), nil, "WORKER_MAX_DELIVERIES"},
+		{"CCKM_MAX_ATTEMPTS=0", minimalEnv.with(envMap{"CCKM_MAX_ATTEMPTS": "0"}), nil, "CCKM_MAX_ATTEMPTS"},
+		{"WORKER_FOLLOW_TIMEOUT=-1s", minimalEnv.with(envMap{"WORKER_FOLLOW_TIMEOUT": "-1s"}), nil, "WORKER_FOLLOW_TIMEOUT"},
+		{"WORKER_FOLLOW=yes", minimalEnv.with(envMap{"WORKER_FOLLOW": "yes"}), nil, "WORKER_FOLLOW"},
+		{"NATS_URL with an empty server in its list", minimalEnv.with(envMap{"NATS_URL": "nats://a:4222,,nats://b:4222"}), nil, "NATS_URL"},
+		{"WORKER_ACK_WAIT=0", minimalEnv.with(envMap{"WORKER_ACK_WAIT": "0"}), nil, "WORKER_ACK_WAIT"},
+		{"WORKER_SHUTDOWN_TIMEOUT=later", minimalEnv.with(envMap{"WORKER_SHUTDOWN_TIMEOUT": "later"}), nil, "WORKER_SHUTDOWN_TIMEOUT"},
+		{"CCKM_TOKEN with CCKM_USERNAME and CCKM_PASSWORD", minimalEnv.with(envMap{"CCKM_USERNAME": "u", "CCKM_PASSWORD": "p"}), nil, "CCKM_TOKEN"},
+		{"CCKM_INSECURE_SKIP_VERIFY=maybe", minimalEnv.with(envMap{"CCKM_INSECURE_SKIP_VERIFY": "maybe"}), nil, "CCKM_INSECURE_SKIP_VERIFY"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := load(t, tc.env, tc.args...)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.names)
+			assert.NotContains(t, err.Error(), "\n", "the error is one line")
+		})
+	}
 }

@@ -292,6 +292,10 @@ func (c *config) validate() error {
 		return fmt.Errorf("HTTP_ADDR %q: must be host:port or :port", c.HTTPAddr)
 	}
 	for _, server := range strings.Split(c.NATSURL, ",") {
+		if strings.TrimSpace(server) == "" {
+			// nats.go would skip it, or take its own default for an empty list.
+			return fmt.Errorf("NATS_URL %q: names no server, or an empty one in its list", redactedURLs(c.NATSURL))
+		}
 		// As nats.go reads it: a URL without a scheme is nats://.
 		if server = strings.TrimSpace(server); !strings.Contains(server, "://") {
 			server = "nats://" + server
