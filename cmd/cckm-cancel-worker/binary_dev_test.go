@@ -25,14 +25,7 @@ func TestDevModeCancelsAFreshUUIDOfAnyKindAndPrintsHowTo(t *testing.T) {
 
 	// Any free port for the embedded NATS server, read back from the banner.
 	p := startBinary(t, map[string]string{"HTTP_ADDR": httpAddr, "LOG_LEVEL": "info", "DEV_NATS_PORT": "0"}, "--dev")
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + httpAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 20*time.Millisecond, "dev mode becomes ready")
+	awaitReady(t, httpAddr)
 
 	try := "nats pub " + cckmtest.SampleFreshKind.RequestSubject() + " $(uuidgen)"
 	require.Eventually(t, func() bool { return strings.Contains(p.stdout.String(), try) }, 5*time.Second,
@@ -94,6 +87,20 @@ func TestDevModeCancelsAFreshUUIDOfAnyKindAndPrintsHowTo(t *testing.T) {
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	assert.Equal(t, 0, p.exitCode(t, 30*time.Second))
 	assert.False(t, strings.Contains(p.output(), cckmtest.SamplePassword), "the dev password is not printed")
+}
+
+// awaitReady waits until the binary serving HTTP on httpAddr answers
+// /readyz with 200.
+func awaitReady(t *testing.T, httpAddr string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + httpAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 20*time.Millisecond, "dev mode becomes ready")
 }
 
 func freeAddr(t *testing.T) string {

@@ -142,14 +142,7 @@ func TestDevModeInCoreModeAnswersNATSRequest(t *testing.T) {
 	t.Parallel()
 	httpAddr := freeAddr(t)
 	p := startBinary(t, map[string]string{"HTTP_ADDR": httpAddr, "DEV_NATS_PORT": "0", "WORKER_MODE": "core"}, "--dev")
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + httpAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 20*time.Millisecond, "dev mode becomes ready")
+	awaitReady(t, httpAddr)
 	var natsURL string
 	require.Eventually(t, func() bool {
 		line, _ := lineWith(p.stdout.String(), "NATS (JetStream on):")
