@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
@@ -356,11 +357,10 @@ func requireSettingError(t *testing.T, err error, setting string) {
 	assert.NotContains(t, err.Error(), "\n", "one line")
 }
 
-// filterCovers reports whether a consumer with filters receives subject.
+// filterCovers reports whether a stream or consumer with filters takes
+// subject, by the server's own matching of wildcards.
 func filterCovers(filters []string, subject string) bool {
-	return slices.ContainsFunc(filters, func(f string) bool {
-		return f == subject || f == messages.SubjectPrefix+"*" || f == messages.SubjectPrefix+">" || f == ">"
-	})
+	return slices.ContainsFunc(filters, func(f string) bool { return server.SubjectMatchesFilter(subject, f) })
 }
 
 // callsSince returns the cancel calls that arrived after t.

@@ -171,12 +171,19 @@ func storedMaxAckPending(t *testing.T, env *testEnv, stream, consumer string) in
 
 func setMaxAckPending(t *testing.T, env *testEnv, stream, consumer string, n int) {
 	t.Helper()
+	updateConsumer(t, env, stream, consumer, func(cfg *jetstream.ConsumerConfig) { cfg.MaxAckPending = n })
+}
+
+// updateConsumer changes the settings of an existing consumer as an
+// operator would: its current configuration, changed by change.
+func updateConsumer(t *testing.T, env *testEnv, stream, consumer string, change func(*jetstream.ConsumerConfig)) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	cons, err := env.js.Consumer(ctx, stream, consumer)
 	require.NoError(t, err)
 	cfg := cons.CachedInfo().Config
-	cfg.MaxAckPending = n
+	change(&cfg)
 	_, err = env.js.UpdateConsumer(ctx, stream, cfg)
 	require.NoError(t, err)
 }

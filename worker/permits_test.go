@@ -383,17 +383,10 @@ func TestAPermitConsumerWhoseAckWaitIsShortenedKeepsTheBound(t *testing.T) {
 	const shorter = 1500 * time.Millisecond
 	env := newTestEnv(t, cckmtest.Options{})
 	a, held := oneHeld(t, env)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cons, err := env.js.Consumer(ctx, InFlightStream, InFlightConsumer)
-	require.NoError(t, err)
-	cfg := cons.CachedInfo().Config
-	cfg.AckWait = shorter
-	_, err = env.js.UpdateConsumer(ctx, InFlightStream, cfg)
-	require.NoError(t, err)
+	updateConsumer(t, env, InFlightStream, InFlightConsumer, func(cfg *jetstream.ConsumerConfig) { cfg.AckWait = shorter })
 
 	b := bindTestPermits(t, env, 1, shorter, true)
-	_, err = acquireWithin(b, 3*shorter)
+	_, err := acquireWithin(b, 3*shorter)
 	require.ErrorIs(t, err, context.DeadlineExceeded, "the permit held was handed to another instance")
 	a.release(held)
 }

@@ -25,19 +25,20 @@ func checkNATSFiles(cfg config) error {
 		return nil // dev mode connects to its own server, without them
 	}
 	fail := func(format string, args ...any) error { return &startError{fmt.Errorf(format, args...)} }
-	readable := func(env, path string) error {
+	read := func(env, path string) ([]byte, error) {
 		// An error quotes the path: a file's content given instead of its
 		// name (a PEM block, a credentials file, a seed) is not quoted.
 		if strings.ContainsAny(path, "\n\r") || strings.Contains(path, "-----") || nkeyseed.Looks(path) {
-			return fail("%s: give the name of the file, not its content", env)
+			return nil, fail("%s: give the name of the file, not its content", env)
 		}
-		if _, err := os.ReadFile(path); err != nil {
-			return fail("%s: %v", env, err)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fail("%s: %v", env, err)
 		}
-		return nil
+		return b, nil
 	}
 	if cfg.NATSCreds != "" {
-		if err := readable("NATS_CREDS", cfg.NATSCreds); err != nil {
+		if _, err := read("NATS_CREDS", cfg.NATSCreds); err != nil {
 			return err
 		}
 		var opts nats.Options
@@ -51,7 +52,7 @@ func checkNATSFiles(cfg config) error {
 		}
 	}
 	if cfg.NATSNKey != "" {
-		if err := readable("NATS_NKEY", cfg.NATSNKey); err != nil {
+		if _, err := read("NATS_NKEY", cfg.NATSNKey); err != nil {
 			return err
 		}
 		if _, err := nats.NkeyOptionFromSeed(cfg.NATSNKey); err != nil {
@@ -59,19 +60,19 @@ func checkNATSFiles(cfg config) error {
 		}
 	}
 	if cfg.NATSCAFile != "" {
-		if err := readable("NATS_CA_FILE", cfg.NATSCAFile); err != nil {
+		pem, err := read("NATS_CA_FILE", cfg.NATSCAFile)
+		if err != nil {
 			return err
 		}
-		pem, _ := os.ReadFile(cfg.NATSCAFile)
 		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
 			return fail("NATS_CA_FILE %q: holds no PEM certificate", cfg.NATSCAFile)
 		}
 	}
 	if cfg.NATSCertFile != "" {
-		if err := readable("NATS_CERT_FILE", cfg.NATSCertFile); err != nil {
+		if _, err := read("NATS_CERT_FILE", cfg.NATSCertFile); err != nil {
 			return err
 		}
-		if err := readable("NATS_KEY_FILE", cfg.NATSKeyFile); err != nil {
+		if _, err := read("NATS_KEY_FILE", cfg.NATSKeyFile); err != nil {
 			return err
 		}
 		if _, err := tls.LoadX509KeyPair(cfg.NATSCertFile, cfg.NATSKeyFile); err != nil {
